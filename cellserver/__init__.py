@@ -1,0 +1,1 @@
+"""cellserver package."""

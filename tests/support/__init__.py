@@ -1,0 +1,1 @@
+"""Shared test support: child processes we own, free ports, bounded waits."""

@@ -1,0 +1,126 @@
+"""Child processes started by tests, killed by PID when the test ends.
+
+Every process a test starts goes through ``Children.start``: it runs in its
+own session (so its whole process group can be signalled), its output goes
+to a log file under ``tests/artifacts/logs`` (shown when a wait fails), and
+``Children.stop_all`` kills what is left: SIGTERM, a bounded wait, then
+SIGKILL, only ever to the groups these children lead.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+VENV_BIN = Path(sys.executable).parent
+
+
+class Child:
+    def __init__(self, name: str, popen: subprocess.Popen, log_path: Path):
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self, tail: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        """Signal this child's process group (it leads its own session)."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(5)
+        # Reap anything left in the group (e.g. a kernel provider) by PID group.
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self.popen.returncode
+
+
+class Children:
+    def __init__(self, label: str = "test"):
+        self.label = label
+        self.children: list[Child] = []
+        self.logdir = ARTIFACTS / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, argv: list[str], env: dict | None = None, cwd: str | None = None) -> Child:
+        log_path = self.logdir / f"{self.label}-{name}-{int(time.time() * 1000)}.log"
+        logf = open(log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        if env:
+            full_env.update(env)
+        popen = subprocess.Popen(
+            argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=full_env, cwd=cwd or str(ROOT), start_new_session=True,
+        )
+        logf.close()
+        child = Child(name, popen, log_path)
+        self.children.append(child)
+        return child
+
+    def twistd(self, name: str, plugin: str, args: list[str], env: dict | None = None) -> Child:
+        """Start ``twistd -n <plugin> <args>`` on the test's interpreter."""
+        argv = [str(VENV_BIN / "twistd"), "-n", "--pidfile=", plugin, *args]
+        return self.start(name, argv, env=env)
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05, child: Child | None = None):
+    """Poll ``predicate`` until truthy (returned) or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - reported below
+            last_exc = e
+        if child is not None and not child.alive():
+            raise AssertionError(f"{child.name} exited ({child.popen.returncode}) while waiting for {what}:\n{child.log()}")
+        time.sleep(interval)
+    detail = f" (last error: {last_exc!r})" if last_exc else ""
+    log = f"\n--- {child.name} log ---\n{child.log()}" if child is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}{log}")
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except Exception:
+        return False
