@@ -77,6 +77,8 @@ class Children:
         logf = open(log_path, "wb")
         full_env = dict(os.environ)
         full_env.setdefault("PYTHONUNBUFFERED", "1")
+        # Children import the tree the tests come from (and its twisted/plugins).
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
         if env:
             full_env.update(env)
         popen = subprocess.Popen(
