@@ -1,0 +1,298 @@
+"""``deploy/cluster up|down|status``: the whole cellstack cluster on one machine.
+
+``up`` makes the development certificate and the Redis password if they are
+missing, starts a supervisor in the background and waits (bounded) until
+every node answers its ``/healthz``; its last line is the URL to open.
+``down`` stops the supervisor, which stops every node (SIGTERM, then SIGKILL
+after a grace period), then checks that nothing it started is left: every
+process the cluster started carries ``CELLSTACK_CLUSTER=<state dir>`` in its
+environment, so stragglers (say, kernels orphaned by a node killed with -9)
+are found in ``/proc`` and killed by PID.
+
+The supervisor (``python -m deploy.cluster supervise``) is Twisted's
+``ProcessMonitor``: it restarts any node that dies, with exponential back-off
+for processes that die at once, and logs each restart.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+from deploy.clusterspec import ClusterSpec, ProcessSpec, load_cluster
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(ROOT, "deploy", "cluster.toml")
+MARKER = "CELLSTACK_CLUSTER"
+
+
+# --- what runs --------------------------------------------------------------
+
+def redis_processes(spec: ClusterSpec) -> list[ProcessSpec]:
+    """Redis primary, replicas and Sentinels of the cluster file's [redis] table."""
+    if spec.redis is None:
+        return []
+    from deploy import rediscluster
+
+    return rediscluster.cluster_process_specs(spec)
+
+
+def all_processes(spec: ClusterSpec) -> list[ProcessSpec]:
+    return redis_processes(spec) + list(spec.nodes)
+
+
+def prepare(spec: ClusterSpec) -> None:
+    """State directories, the Redis password and the development certificate."""
+    for sub in ("run", "log", "secrets", "certs", "redis"):
+        os.makedirs(os.path.join(spec.var, sub), exist_ok=True)
+    os.chmod(os.path.join(spec.var, "secrets"), 0o700)
+    if spec.redis is not None and not os.path.exists(spec.redis.password_file):
+        os.makedirs(os.path.dirname(spec.redis.password_file), exist_ok=True)
+        fd = os.open(spec.redis.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    if any(n.kind == "edgeproxy" for n in spec.nodes):
+        from certs import devca
+
+        devca.main(["--dir", os.path.join(spec.var, "certs"), "--hosts", "localhost,127.0.0.1,::1"])
+
+
+# --- the supervisor -----------------------------------------------------------
+
+def supervise(spec: ClusterSpec) -> None:
+    """Run every process under a ProcessMonitor until SIGTERM, then stop them all."""
+    from twisted.internet import reactor, task
+    from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+    from twisted.runner.procmon import ProcessMonitor
+
+    log = Logger(namespace="cluster")
+
+    class Supervisor(ProcessMonitor):
+        minRestartDelay = 1
+        maxRestartDelay = 30
+        threshold = 5
+        killTime = 15
+
+        def _monitoredProcessExited(self, name, reason=None):
+            super()._monitoredProcessExited(name, reason)
+            call = self.restart.get(name)
+            if self.running and call is not None and call.active():
+                log.warn("{name} died; restarting it in {delay:.0f} s", name=name,
+                         delay=max(0.0, call.getTime() - self._clock.seconds()))
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    monitor = Supervisor(reactor=reactor)
+    env = dict(os.environ)
+    env[MARKER] = spec.var
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [spec.root, env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    for proc in all_processes(spec):
+        monitor.addProcess(proc.name, list(proc.argv), env={**env, **proc.env}, cwd=spec.root)
+    status_path = os.path.join(spec.run_dir, "status.json")
+
+    def write_status():
+        status = {name: (p.transport.pid if p.transport is not None else None)
+                  for name, p in monitor.protocols.items()}
+        tmp = status_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"supervisor": os.getpid(), "processes": status, "time": time.time()}, f)
+        os.replace(tmp, status_path)
+
+    status_loop = task.LoopingCall(write_status)
+
+    def stop(*_):
+        if not monitor.running:
+            return
+        log.info("stopping every process")
+        status_loop.stop()
+        monitor.stopService()
+
+        def gone():
+            return not monitor.protocols
+
+        def check():
+            if gone():
+                poll.stop()
+                reactor.stop()
+
+        poll = task.LoopingCall(check)
+        poll.start(0.1)
+
+    reactor.callWhenRunning(monitor.startService)
+    reactor.callWhenRunning(status_loop.start, 1.0, False)
+    reactor.callWhenRunning(lambda: signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(stop)))
+    reactor.callWhenRunning(lambda: signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(stop)))
+    reactor.run(installSignalHandlers=False)
+    try:
+        os.unlink(status_path)
+    except FileNotFoundError:
+        pass
+
+
+# --- up / down / status ------------------------------------------------------
+
+def _pidfile(spec: ClusterSpec) -> str:
+    return os.path.join(spec.run_dir, "supervisor.pid")
+
+
+def _read_pid(spec: ClusterSpec) -> int | None:
+    try:
+        pid = int(open(_pidfile(spec)).read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _healthy(url: str, cafile: str | None) -> bool:
+    ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def cluster_processes(spec: ClusterSpec) -> list[int]:
+    """PIDs of every process carrying this cluster's marker in its environment."""
+    want = f"{MARKER}={spec.var}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if want in f.read().split(b"\0"):
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return [p for p in pids if _alive(p)]
+
+
+def up(spec: ClusterSpec, timeout: float) -> int:
+    if _read_pid(spec):
+        print(f"cluster: already running (supervisor pid {_read_pid(spec)}); deploy/cluster down first")
+        return 1
+    leftovers = cluster_processes(spec)
+    if leftovers:
+        print(f"cluster: processes of an earlier run are still alive: {leftovers}; deploy/cluster down first")
+        return 1
+    prepare(spec)
+    log_path = os.path.join(spec.log_dir, "supervisor.log")
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cluster", "supervise", "--config", spec.config_path],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=spec.root, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [spec.root, os.environ.get("PYTHONPATH")]))},
+        )
+    with open(_pidfile(spec), "w") as f:
+        f.write(f"{proc.pid}\n")
+    cafile = os.path.join(spec.var, "certs", "ca.pem")
+    waiting = {p.name: p.health_url for p in spec.nodes if p.health_url}
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"cluster: the supervisor exited ({proc.returncode}); see {log_path}")
+            return 1
+        for name, url in list(waiting.items()):
+            if _healthy(url, cafile if os.path.exists(cafile) else None):
+                print(f"cluster: {name} is up ({url})")
+                del waiting[name]
+        time.sleep(0.3)
+    if waiting:
+        print(f"cluster: not healthy after {timeout:.0f} s: {', '.join(sorted(waiting))}; logs in {spec.log_dir}")
+        return 1
+    print(f"cluster: logs in {spec.log_dir}; stop it with: deploy/cluster down")
+    print(spec.url)
+    return 0
+
+
+def down(spec: ClusterSpec, timeout: float) -> int:
+    pid = _read_pid(spec)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            print(f"cluster: supervisor {pid} did not stop in {timeout:.0f} s; killing it")
+            os.kill(pid, signal.SIGKILL)
+    stragglers = cluster_processes(spec)
+    if stragglers:
+        print(f"cluster: killing processes left behind: {stragglers}")
+        for p in stragglers:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in stragglers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for name in ("supervisor.pid", "status.json"):
+        try:
+            os.unlink(os.path.join(spec.run_dir, name))
+        except FileNotFoundError:
+            pass
+    left = cluster_processes(spec)
+    print("cluster: stopped" if not left else f"cluster: still alive: {left}")
+    return 0 if not left else 1
+
+
+def status(spec: ClusterSpec) -> int:
+    pid = _read_pid(spec)
+    if not pid:
+        print("cluster: not running")
+        return 3
+    try:
+        with open(os.path.join(spec.run_dir, "status.json")) as f:
+            procs = json.load(f)["processes"]
+    except (OSError, ValueError, KeyError):
+        procs = {}
+    cafile = os.path.join(spec.var, "certs", "ca.pem")
+    print(f"supervisor pid {pid}")
+    for p in all_processes(spec):
+        health = ""
+        if p.health_url:
+            health = "healthy" if _healthy(p.health_url, cafile if os.path.exists(cafile) else None) else "NOT healthy"
+        print(f"  {p.name:12} pid {procs.get(p.name) or '-':>7}  {health}")
+    print(spec.url)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deploy/cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "supervise"])
+    parser.add_argument("--config", default=os.environ.get("CELLSTACK_CLUSTER_CONFIG", DEFAULT_CONFIG),
+                        help="the cluster file (default deploy/cluster.toml)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for up/down")
+    args = parser.parse_args(argv)
+    spec = load_cluster(args.config, ROOT, os.path.dirname(sys.executable))
+    if args.command == "supervise":
+        supervise(spec)
+        return 0
+    return {"up": up, "down": down}.get(args.command, lambda s, t: status(s))(spec, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
