@@ -32,6 +32,7 @@ setup(
         "jupyter_client>=8.6",
         "ipykernel>=6.29",
         "ipywidgets>=8.1",
+        "ipympl>=0.9",
         "prometheus_client>=0.20",
         "pyOpenSSL>=24",
         "cryptography>=42",
