@@ -1,0 +1,242 @@
+"""``python -m cellserver.provider``: the provider process's main loop.
+
+Single-threaded on purpose (a fork from a multi-threaded process would copy
+locks held by other threads, and the sandbox needs the child single-threaded).
+Commands arrive as JSON lines on fd 0, events leave on fd 1 (see
+``protocol``); SIGCHLD wakes the loop through ``signal.set_wakeup_fd``.
+The provider is a child subreaper, so processes a kernel leaves behind are
+reparented to it and reaped.  On EOF or ``quit`` it kills every kernel's
+process group, waits for them, removes their directories and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import os
+import selectors
+import shutil
+import signal
+import sys
+import time
+import traceback
+
+from cellserver.provider import protocol as P
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, arg: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, arg, 0, 0, 0)
+    except OSError:
+        pass
+
+
+class Provider:
+    def __init__(self, proto_in: int, proto_out: int, preload: tuple[str, ...], ipython_dir: str):
+        self.proto_in = proto_in
+        self.proto_out = proto_out
+        self.preload = preload
+        self.ipython_dir = ipython_dir
+        self.kernels: dict[int, P.Start] = {}      # pid -> start command
+        self.by_kid: dict[str, int] = {}
+        self.lines = P.LineBuffer()
+        self.quitting = False
+
+    def emit(self, event) -> None:
+        data = P.encode(event)
+        while data:
+            n = os.write(self.proto_out, data)
+            data = data[n:]
+
+    def error(self, message: str) -> None:
+        self.emit(P.ProviderError(message=message[:4000]))
+
+    # -- start-up -------------------------------------------------------------
+    def warm(self) -> None:
+        from cellserver.provider.kernelapp import warm_template
+        preloaded, failed, ms = warm_template(self.preload, self.ipython_dir)
+        self.emit(P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
+                          preloaded=tuple(preloaded), failed=failed))
+
+    # -- commands -------------------------------------------------------------
+    def start(self, cmd: P.Start) -> None:
+        if cmd.kid in self.by_kid:
+            self.emit(P.StartFailed(kid=cmd.kid, error="kernel id already running"))
+            return
+        try:
+            os.makedirs(cmd.sock_dir, mode=0o700)
+            os.makedirs(cmd.work_dir, mode=0o700)
+            key = bytes.fromhex(cmd.key)
+        except (OSError, ValueError) as e:
+            self._remove_dirs(cmd)
+            self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
+            return
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            self._child(cmd, key)          # never returns
+        fork_ms = (time.perf_counter() - t0) * 1000
+        self.kernels[pid] = cmd
+        self.by_kid[cmd.kid] = pid
+        self.emit(P.Started(kid=cmd.kid, pid=pid, fork_ms=round(fork_ms, 3)))
+
+    def _child(self, cmd: P.Start, key: bytes) -> None:
+        code = 1
+        try:
+            from cellserver.provider.confine import Confinement, confine
+            from cellserver.provider.kernelapp import run_kernel
+            confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir))
+            run_kernel(key, cmd.sock_dir, cmd.work_dir)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0
+        except BaseException:
+            try:
+                os.write(2, f"kernel {cmd.kid} failed:\n{traceback.format_exc()}".encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+
+    def kill(self, kid: str) -> None:
+        pid = self.by_kid.get(kid)
+        if pid is None:
+            return                          # already gone (its exited event is on its way)
+        _killpg(pid)
+
+    def handle_line(self, line: bytes) -> None:
+        try:
+            cmd = P.decode_command(line)
+        except P.ProtocolError as e:
+            self.error(f"bad command: {e}")
+            return
+        if isinstance(cmd, P.Start):
+            self.start(cmd)
+        elif isinstance(cmd, P.Kill):
+            self.kill(cmd.kid)
+        else:
+            self.quitting = True
+
+    # -- children -------------------------------------------------------------
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            cmd = self.kernels.pop(pid, None)
+            if cmd is None:
+                continue                    # something a kernel left behind (we are subreaper)
+            self.by_kid.pop(cmd.kid, None)
+            _killpg(pid)                    # whatever is left of its process group
+            self._remove_dirs(cmd)
+            code, sig, reason = P.describe_status(status)
+            self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=reason))
+
+    @staticmethod
+    def _remove_dirs(cmd: P.Start) -> None:
+        for d in (cmd.sock_dir, cmd.work_dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+    # -- loop -----------------------------------------------------------------
+    def run(self) -> int:
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *a: None)
+        signal.signal(signal.SIGTERM, lambda *a: setattr(self, "quitting", True))
+        sel = selectors.DefaultSelector()
+        sel.register(self.proto_in, selectors.EVENT_READ, "cmd")
+        sel.register(rfd, selectors.EVENT_READ, "sig")
+        self.reap()
+        while not self.quitting:
+            for key, _ in sel.select():
+                if key.data == "sig":
+                    _drain(rfd)
+                    self.reap()
+                    continue
+                try:
+                    data = os.read(self.proto_in, 65536)
+                except InterruptedError:
+                    continue
+                if not data:
+                    self.quitting = True
+                    break
+                try:
+                    lines = self.lines.feed(data)
+                except P.ProtocolError as e:
+                    self.error(str(e))
+                    continue
+                for line in lines:
+                    self.handle_line(line)
+        self.stop_all()
+        return 0
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        for pid in list(self.kernels):
+            _killpg(pid)
+        deadline = time.monotonic() + timeout
+        while self.kernels and time.monotonic() < deadline:
+            try:
+                self.reap()
+            except OSError:
+                pass                        # the cell server may be gone (EPIPE)
+            if self.kernels:
+                time.sleep(0.01)
+        # orphans left by kernels (we are their subreaper)
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError as e:
+        if e.errno != errno.ESRCH:
+            raise
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cellserver.provider",
+                                 description="Fork warm ipykernels on request (JSON lines on stdin/stdout).")
+    ap.add_argument("--preload", default="", help="comma-separated modules to import in the template")
+    ap.add_argument("--ipython-dir", required=True, help="IPYTHONDIR shared by the kernels")
+    args = ap.parse_args(argv)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Keep the protocol away from fds 0/1: imported libraries may print.
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    os.close(null)
+    sys.stdout = sys.stderr
+    provider = Provider(proto_in, proto_out,
+                        tuple(m for m in args.preload.split(",") if m), args.ipython_dir)
+    try:
+        provider.warm()
+    except Exception:
+        provider.error("warm-up failed:\n" + traceback.format_exc())
+        return 2
+    return provider.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The one step a forked kernel takes before it does anything else.
+
+``confine`` runs in the child right after ``fork()``, while the child is
+still single-threaded and before it binds a socket, starts a thread or runs
+any user code.  That is the point where a process can still change what it
+is allowed to do for the rest of its life: issue 3 (the sandbox) adds its
+layers here, in this order, after the steps below:
+
+1. namespaces (``unshare``: user, mount, pid, net, ipc, uts) -- needs a
+   single-threaded process, which is why nothing before this may start one;
+2. mounts: read-only ``/usr``, interpreter and virtualenv; a size-capped tmpfs
+   for HOME and /tmp; the socket directory bound in;
+3. as root: switch to a per-kernel unprivileged account; ``no_new_privs``;
+4. rlimits (address space, CPU, file size, open files, core=0, nproc);
+5. cgroup membership (the provider can do this from outside, by pid);
+6. the seccomp filter, last, since it forbids the calls above.
+
+Today it does the part every kernel needs: its own session and process group
+(so ``killpg`` ends everything it starts and an interrupt reaches its
+children), default signal handling (the provider's SIGCHLD wake-up and
+blocked signals must not leak into kernels; SIGINT raises
+KeyboardInterrupt), stdin from /dev/null, only fds 0-2 open, the per-kernel
+working directory as cwd and HOME, and a fresh random state for libraries
+that keep one across fork.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What the child is confined to (issue 3 extends this)."""
+
+    work_dir: str       # cwd and HOME; the files served under /kernel/<id>/files/
+    sock_dir: str       # the kernel's ipc sockets (bound after confine returns)
+
+
+def confine(c: Confinement) -> None:
+    """Confine the current (forked, single-threaded) process.  Raises on failure:
+    the caller must then exit without running the kernel."""
+    os.setsid()                                   # own session + process group, pgid == pid
+    _reset_signals()
+    _reset_fds()
+    os.chdir(c.work_dir)
+    os.environ["HOME"] = c.work_dir
+    os.environ["TMPDIR"] = c.work_dir
+    os.environ["PWD"] = c.work_dir
+    os.umask(0o077)
+    _reseed()
+
+
+def _reset_signals() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _reset_fds() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    # fd 1 goes nowhere; fd 2 stays the provider's stderr so a kernel that
+    # fails to boot leaves a traceback in the cell server's log (once running,
+    # ipykernel captures fds 1 and 2 and sends that output to the client).
+    os.dup2(null, 1)
+    os.closerange(3, _max_fd())
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 4096
+
+
+def _reseed() -> None:
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()          # the legacy global generator survives fork otherwise

@@ -1,0 +1,146 @@
+"""The warm kernel template and what a forked kernel runs.
+
+The provider calls :func:`warm_template` once: it imports IPython, ipykernel
+and the preload list, warms matplotlib (fonts, the Agg renderer, the inline
+backend) and builds an ``IPKernelApp`` as far as it can go without a zmq
+context or a thread (config, profile, the pieces of ``initialize`` that do no
+I/O to sockets).  Then ``gc.freeze()`` keeps those objects out of the cyclic
+collector so forked kernels keep sharing the template's pages.
+
+After each fork the child (once confined, see ``confine.py``) calls
+:func:`run_kernel`, which finishes ``IPKernelApp.initialize`` -- sockets,
+heartbeat, I/O capture, the kernel and its shell -- with the kernel's own
+HMAC key and ipc socket directory, and runs its event loop until it exits.
+
+This mirrors ``IPKernelApp.initialize`` of ipykernel 7 step by step (the
+split point is the whole trick); ``run_kernel`` checks the version it was
+written against and falls back to the plain ``initialize`` otherwise.
+"""
+from __future__ import annotations
+
+import gc
+import importlib
+import io
+import os
+import sys
+import time
+
+from cellserver.provider import layout
+
+MPL_INLINE = "module://matplotlib_inline.backend_inline"
+_app = None
+
+
+def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str], dict[str, str], float]:
+    """Import and build everything kernels share.  Returns (preloaded, failed, ms)."""
+    global _app
+    t0 = time.perf_counter()
+    os.makedirs(ipython_dir, mode=0o755, exist_ok=True)
+    os.environ["IPYTHONDIR"] = ipython_dir
+    os.environ["MPLBACKEND"] = MPL_INLINE
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    os.environ.pop("JPY_PARENT_PID", None)
+
+    import ipykernel.debugger
+    # No debugpy in public kernels: it would listen on TCP and costs start-up time.
+    ipykernel.debugger._is_debugpy_available = False
+    import ipykernel.ipkernel  # noqa: F401
+    import ipykernel.kernelapp
+    import ipykernel.zmqshell  # noqa: F401
+    from traitlets.config import Config
+
+    preloaded, failed = [], {}
+    for name in preload:
+        try:
+            importlib.import_module(name)
+            preloaded.append(name)
+        except Exception as e:          # a missing optional module must not stop kernels
+            failed[name] = f"{type(e).__name__}: {e}"
+    if "matplotlib" in sys.modules:
+        try:
+            _warm_matplotlib()
+        except Exception as e:
+            failed["matplotlib-warmup"] = f"{type(e).__name__}: {e}"
+
+    config = Config()
+    config.HistoryManager.enabled = False          # no sqlite file, no saving thread
+    config.IPKernelApp.transport = "ipc"
+    config.IPKernelApp.quiet = True
+    config.IPKernelApp.parent_handle = 0
+    config.InteractiveShellApp.matplotlib = None
+    for name, port in layout.PORTS.items():
+        setattr(config.IPKernelApp, f"{name}_port", port)
+    app = _make_app_class().instance(config=config)
+    app.warm()
+    _app = app
+    gc.collect()
+    gc.freeze()
+    return preloaded, failed, (time.perf_counter() - t0) * 1000
+
+
+def _warm_matplotlib() -> None:
+    import matplotlib
+    matplotlib.use(MPL_INLINE)
+    import matplotlib.pyplot as plt
+    import matplotlib_inline.backend_inline  # noqa: F401
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("warm")
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
+def _make_app_class():
+    from ipykernel.kernelapp import IPKernelApp
+    from IPython.core.application import BaseIPythonApplication
+
+    class ForkedKernelApp(IPKernelApp):
+        """An IPKernelApp initialised in two halves: before and after fork."""
+
+        def warm(self):
+            # The config / profile half of IPKernelApp.initialize: no zmq, no thread.
+            BaseIPythonApplication.initialize(self, argv=[])
+
+        def init_connection_file(self):
+            pass                          # both sides know the ipc paths (layout.py)
+
+        def write_connection_file(self):
+            pass
+
+        def log_connection_info(self):
+            pass
+
+        def finish(self, key: bytes, sock_dir: str):
+            """The rest of IPKernelApp.initialize, with this kernel's key and sockets."""
+            self.session.key = key
+            self.session.signature_scheme = "hmac-sha256"
+            self.ip = layout.ipc_prefix(sock_dir)
+            self.init_pdb()
+            self.init_sockets()
+            self.init_heartbeat()
+            self.init_io()
+            self.init_signal()
+            self.init_kernel()
+            self.init_path()
+            self.init_shell()
+            if self.shell:
+                self.init_gui_pylab()
+                self.init_extensions()
+                self.init_code()
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+    return ForkedKernelApp
+
+
+def run_kernel(key: bytes, sock_dir: str, work_dir: str) -> None:
+    """In the forked, confined child: finish the app and serve until exit."""
+    app = _app
+    app.finish(key, sock_dir)
+    # Matplotlib figures come back as image/png display data.
+    try:
+        if "matplotlib" in sys.modules:
+            app.shell.enable_matplotlib("inline")
+    except Exception:
+        pass
+    app.start()
