@@ -22,6 +22,8 @@ import time
 import traceback
 
 from cellserver.provider import protocol as P
+from cellserver.provider.confine import Confinement, confine
+from cellserver.provider.kernelapp import run_kernel, warm_template
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -57,7 +59,6 @@ class Provider:
 
     # -- start-up -------------------------------------------------------------
     def warm(self) -> None:
-        from cellserver.provider.kernelapp import warm_template
         preloaded, failed, ms = warm_template(self.preload, self.ipython_dir)
         self.emit(P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
                           preloaded=tuple(preloaded), failed=failed))
@@ -70,7 +71,8 @@ class Provider:
         try:
             os.makedirs(cmd.sock_dir, mode=0o700)
             os.makedirs(cmd.work_dir, mode=0o700)
-            key = bytes.fromhex(cmd.key)
+            bytes.fromhex(cmd.key)                     # must be hex
+            key = cmd.key.encode("ascii")              # used as text, like a connection file's key
         except (OSError, ValueError) as e:
             self._remove_dirs(cmd)
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
@@ -87,8 +89,6 @@ class Provider:
     def _child(self, cmd: P.Start, key: bytes) -> None:
         code = 1
         try:
-            from cellserver.provider.confine import Confinement, confine
-            from cellserver.provider.kernelapp import run_kernel
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir))
             run_kernel(key, cmd.sock_dir, cmd.work_dir)
             code = 0

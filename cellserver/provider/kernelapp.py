@@ -112,8 +112,11 @@ def _make_app_class():
 
         def finish(self, key: bytes, sock_dir: str):
             """The rest of IPKernelApp.initialize, with this kernel's key and sockets."""
-            self.session.key = key
+            import uuid
+            self.session.pid = os.getpid()            # Session refuses to send from a fork otherwise
+            self.session.session = str(uuid.uuid4())
             self.session.signature_scheme = "hmac-sha256"
+            self.session.key = key
             self.ip = layout.ipc_prefix(sock_dir)
             self.init_pdb()
             self.init_sockets()
