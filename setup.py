@@ -42,7 +42,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "pytest-twisted>=1.14", "hypothesis>=6"],
+        "test": ["pytest>=8", "pytest-timeout", "pytest-twisted>=1.14", "hypothesis>=6", "playwright>=1.40"],
     },
     zip_safe=False,
 )
