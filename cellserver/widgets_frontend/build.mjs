@@ -1,0 +1,28 @@
+// Bundles src/index.js into ../static/build/widgets.js (global `cellstackWidgets`).
+import * as esbuild from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const outdir = path.resolve(here, '..', 'static', 'build');
+
+await esbuild.build({
+  entryPoints: [path.join(here, 'src', 'index.js')],
+  bundle: true,
+  minify: true,
+  sourcemap: false,
+  format: 'iife',
+  globalName: 'cellstackWidgets',
+  target: ['es2020'],
+  outfile: path.join(outdir, 'widgets.js'),
+  // Fonts (Font Awesome for button icons and the ipympl toolbar) and images
+  // stay separate files next to the bundle: the browser fetches only what it uses.
+  loader: {
+    '.woff': 'file', '.woff2': 'file', '.ttf': 'file', '.eot': 'file',
+    '.svg': 'file', '.png': 'file', '.gif': 'file',
+  },
+  assetNames: 'widgets-assets/[name]-[hash]',
+  define: { 'process.env.NODE_ENV': '"production"', global: 'window' },
+  logLevel: 'warning',
+});
+console.log(`built ${path.join(outdir, 'widgets.js')}`);

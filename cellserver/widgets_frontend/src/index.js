@@ -1,0 +1,240 @@
+// cellstack widget manager: Jupyter widgets (ipywidgets 8, ipympl) in a cell.
+//
+// Bundled by build.mjs into cellserver/static/build/widgets.js, which sets
+// the global `cellstackWidgets`.  A cell creates one manager per kernel
+// connection:
+//
+//   const mgr = cellstackWidgets.createManager({
+//     send: (msg) => ws.send(JSON.stringify(msg)),   // msg has channel, header, parent_header, metadata, content, buffers
+//     session: "<client session id>",                // optional
+//   });
+//   ws.onmessage = (ev) => { const msg = JSON.parse(ev.data); if (mgr.handleMessage(msg)) return; ... };
+//   // for display_data / execute_result whose data has WIDGET_MIMETYPE:
+//   mgr.renderOutput(msg.content.data, outputElement);
+//   // when the kernel dies or the socket closes:
+//   mgr.disconnect("kernel died: ...");
+//
+// handleMessage consumes comm_open / comm_msg / comm_close, and the status
+// and replies that answer the comm messages the widgets sent (ipywidgets
+// throttles a model to one update in flight until its "idle" arrives).
+// Binary buffers travel as base64 strings in the JSON frame's `buffers`.
+import { HTMLManager } from '@jupyter-widgets/html-manager/lib/htmlmanager';
+import '@jupyter-widgets/controls/css/widgets-base.css';
+import '@jupyter-widgets/html-manager/css/output.css';
+import '@lumino/widgets/style/index.css';
+import './cellstack-widgets.css';
+
+// The stylesheet esbuild writes beside the bundle (widgets.css) is loaded by
+// the bundle itself, so a page only needs the one <script>.
+const SCRIPT_SRC = document.currentScript && document.currentScript.src;
+if (SCRIPT_SRC && !document.querySelector('link[data-cellstack-widgets]')) {
+  const link = document.createElement('link');
+  link.rel = 'stylesheet';
+  link.href = SCRIPT_SRC.replace(/\.js(\?.*)?$/, '.css');
+  link.setAttribute('data-cellstack-widgets', '');
+  document.head.appendChild(link);
+}
+
+export const WIDGET_MIMETYPE = 'application/vnd.jupyter.widget-view+json';
+
+function uuid() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID().replace(/-/g, '');
+  return Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+}
+
+function toBase64(buf) {
+  const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf)
+    : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+function fromWire(b) {
+  if (typeof b === 'string') {
+    const s = atob(b);
+    const bytes = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+    return new DataView(bytes.buffer);
+  }
+  if (b instanceof ArrayBuffer) return new DataView(b);
+  if (ArrayBuffer.isView(b)) return new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return b;
+}
+
+async function loadExtra(moduleName) {
+  if (moduleName === 'jupyter-matplotlib') {
+    return import('jupyter-matplotlib');
+  }
+  throw new Error(`widget module ${moduleName} is not available here`);
+}
+
+class WsComm {
+  constructor(manager, commId, targetName) {
+    this._manager = manager;
+    this.comm_id = commId;
+    this.target_name = targetName;
+    this._onMsg = null;
+    this._onClose = null;
+  }
+  open(data, callbacks, metadata, buffers) {
+    return this._manager._sendComm('comm_open',
+      { comm_id: this.comm_id, target_name: this.target_name, data: data || {} },
+      callbacks, metadata, buffers);
+  }
+  send(data, callbacks, metadata, buffers) {
+    return this._manager._sendComm('comm_msg', { comm_id: this.comm_id, data: data || {} },
+      callbacks, metadata, buffers);
+  }
+  close(data, callbacks, metadata, buffers) {
+    this._manager._comms.delete(this.comm_id);
+    return this._manager._sendComm('comm_close', { comm_id: this.comm_id, data: data || {} },
+      callbacks, metadata, buffers);
+  }
+  on_msg(cb) { this._onMsg = cb; }
+  on_close(cb) { this._onClose = cb; }
+  _handleMsg(msg) { if (this._onMsg) return this._onMsg(msg); }
+  _handleClose(msg) { if (this._onClose) this._onClose(msg); }
+}
+
+export class CellWidgetManager extends HTMLManager {
+  constructor(connection) {
+    super({ loader: loadExtra });
+    this._connection = connection;
+    this._session = connection.session || uuid();
+    this._comms = new Map();
+    this._callbacks = new Map();   // msg_id -> callbacks of a message we sent
+    this._roots = new Set();       // elements views were rendered into
+    this.disconnected = false;
+    this.sent = 0;
+  }
+
+  _message(msgType, content, metadata, buffers) {
+    return {
+      channel: 'shell',
+      header: {
+        msg_id: uuid(), msg_type: msgType, session: this._session, username: 'cellstack',
+        date: new Date().toISOString(), version: '5.3',
+      },
+      parent_header: {},
+      metadata: metadata || {},
+      content,
+      buffers: (buffers || []).map(toBase64),
+    };
+  }
+
+  _sendComm(msgType, content, callbacks, metadata, buffers) {
+    const msg = this._message(msgType, content, metadata, buffers);
+    if (this.disconnected) return msg.header.msg_id;
+    if (callbacks) this._callbacks.set(msg.header.msg_id, callbacks);
+    this._connection.send(msg);
+    this.sent += 1;
+    return msg.header.msg_id;
+  }
+
+  // ManagerBase hooks -------------------------------------------------------
+  async _create_comm(targetName, modelId, data, metadata, buffers) {
+    const comm = new WsComm(this, modelId || uuid(), targetName);
+    this._comms.set(comm.comm_id, comm);
+    if (data || metadata) comm.open(data, {}, metadata, buffers);
+    return comm;
+  }
+
+  _get_comm_info() {
+    return new Promise((resolve) => {
+      const msg = this._message('comm_info_request', { target_name: 'jupyter.widget' });
+      this._callbacks.set(msg.header.msg_id, {
+        shell: { reply: (reply) => resolve(reply.content.comms || {}) },
+      });
+      this._connection.send(msg);
+    });
+  }
+
+  // Messages from the kernel --------------------------------------------------
+  handleMessage(raw) {
+    const msg = Object.assign({}, raw, { buffers: (raw.buffers || []).map(fromWire) });
+    const type = msg.header && msg.header.msg_type;
+    const content = msg.content || {};
+    if (type === 'comm_open') {
+      if (content.target_name !== 'jupyter.widget') return false;
+      const comm = new WsComm(this, content.comm_id, content.target_name);
+      this._comms.set(comm.comm_id, comm);
+      this.handle_comm_open(comm, msg).catch((e) => console.error('widget comm_open failed', e));
+      return true;
+    }
+    if (type === 'comm_msg' || type === 'comm_close') {
+      const comm = this._comms.get(content.comm_id);
+      if (!comm) return false;
+      if (type === 'comm_msg') {
+        comm._handleMsg(msg);
+      } else {
+        this._comms.delete(content.comm_id);
+        comm._handleClose(msg);
+      }
+      return true;
+    }
+    const parentId = msg.parent_header && msg.parent_header.msg_id;
+    const cbs = parentId && this._callbacks.get(parentId);
+    if (!cbs) return false;
+    if (type === 'status') {
+      if (cbs.iopub && cbs.iopub.status) cbs.iopub.status(msg);
+      if (content.execution_state === 'idle') this._callbacks.delete(parentId);
+    } else if (msg.channel === 'shell') {
+      if (cbs.shell && cbs.shell.reply) cbs.shell.reply(msg);
+      if (type === 'comm_info_reply') this._callbacks.delete(parentId);
+    } else if (cbs.iopub && cbs.iopub.output) {
+      cbs.iopub.output(msg);
+    }
+    return true;
+  }
+
+  // For the cell ---------------------------------------------------------------
+  async renderOutput(data, element) {
+    const spec = data[WIDGET_MIMETYPE] || data;
+    const model = await this.get_model(spec.model_id);
+    const view = await this.create_view(model);
+    element.classList.add('cellstack-widget-area');
+    this._roots.add(element);
+    await this.display_view(view, element);
+    return view;
+  }
+
+  hasModel(modelId) {
+    return this.has_model(modelId);
+  }
+
+  disconnect(reason) {
+    if (this.disconnected) return;
+    this.disconnected = true;
+    for (const cbs of this._callbacks.values()) {
+      if (cbs.iopub && cbs.iopub.status) {
+        try { cbs.iopub.status({ content: { execution_state: 'idle' } }); } catch (e) { /* closing */ }
+      }
+    }
+    this._callbacks.clear();
+    Promise.all(Object.values(this._models)).then((models) => {
+      for (const m of models) {
+        if (m.get && m.get('disabled') === false) m.set('disabled', true);
+      }
+    }).catch(() => {});
+    for (const el of this._roots) {
+      el.classList.add('cellstack-widgets-disconnected');
+      if (!el.querySelector(':scope > .cellstack-widgets-note')) {
+        const note = document.createElement('div');
+        note.className = 'cellstack-widgets-note';
+        note.setAttribute('role', 'status');
+        note.textContent = 'Disconnected' + (reason ? `: ${reason}` : '') + ' (controls no longer work)';
+        el.prepend(note);
+      }
+    }
+  }
+}
+
+export function createManager(connection) {
+  if (!connection || typeof connection.send !== 'function') {
+    throw new TypeError('createManager needs {send(msg)}');
+  }
+  return new CellWidgetManager(connection);
+}
