@@ -47,6 +47,7 @@ class Provider:
         self.by_kid: dict[str, int] = {}
         self.lines = P.LineBuffer()
         self.quitting = False
+        self.pid = os.getpid()
 
     def emit(self, event) -> None:
         data = P.encode(event)
@@ -89,7 +90,7 @@ class Provider:
     def _child(self, cmd: P.Start, key: bytes) -> None:
         code = 1
         try:
-            confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir))
+            confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=self.pid))
             run_kernel(key, cmd.sock_dir, cmd.work_dir)
             code = 0
         except SystemExit as e:

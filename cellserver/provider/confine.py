@@ -37,12 +37,14 @@ class Confinement:
 
     work_dir: str       # cwd and HOME; the files served under /kernel/<id>/files/
     sock_dir: str       # the kernel's ipc sockets (bound after confine returns)
+    parent_pid: int = 0  # the provider: the kernel dies with it
 
 
 def confine(c: Confinement) -> None:
     """Confine the current (forked, single-threaded) process.  Raises on failure:
     the caller must then exit without running the kernel."""
     os.setsid()                                   # own session + process group, pgid == pid
+    _die_with_parent(c.parent_pid)
     _reset_signals()
     _reset_fds()
     os.chdir(c.work_dir)
@@ -51,6 +53,18 @@ def confine(c: Confinement) -> None:
     os.environ["PWD"] = c.work_dir
     os.umask(0o077)
     _reseed()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this kernel when the provider dies (the pool then kills the rest
+    of its process group by pgid)."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(1)                               # the provider died while we forked
 
 
 def _reset_signals() -> None:
