@@ -6,7 +6,24 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.resolve(here, '..', 'static', 'build');
 
+// Our kernels run ipywidgets 8: leave out html-manager's ipywidgets 7
+// fallback (@jupyter-widgets/base7, controls7), whose CSS would otherwise be
+// bundled next to version 8's and restyle the controls.
+const noWidgets7 = {
+  name: 'no-widgets7',
+  setup(build) {
+    build.onResolve({ filter: /^@jupyter-widgets\/(base7|controls7)(\/.*)?$/ }, (args) => ({
+      path: args.path, namespace: 'widgets7-stub',
+    }));
+    build.onLoad({ filter: /.*/, namespace: 'widgets7-stub' }, (args) => (
+      args.path.endsWith('.css')
+        ? { contents: '', loader: 'css' }
+        : { contents: 'module.exports = {};', loader: 'js' }));
+  },
+};
+
 await esbuild.build({
+  plugins: [noWidgets7],
   entryPoints: [path.join(here, 'src', 'index.js')],
   bundle: true,
   minify: true,
