@@ -105,3 +105,24 @@ def test_comm_info_lists_widget_comms(kernel):
         if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
             break
     assert reply["msg_type"] == "comm_info_reply" and len(reply["content"]["comms"]) >= 3
+
+
+PLOT = """
+import matplotlib.pyplot as plt
+@interact
+def g(a=(1, 3, 1)):
+    plt.plot([0, 1], [0, a])   # no plt.show(): the interact shows drawn figures
+    print("a", a)
+"""
+
+
+def test_matplotlib_figure_lands_in_the_interact_output(kernel):
+    kc = kernel
+    msgs = drain(kc, idle_for(kc.execute(PLOT)))
+    outputs = [m["content"]["data"]["state"]["outputs"] for m in msgs
+               if m["msg_type"] == "comm_msg" and "outputs" in m["content"]["data"].get("state", {})]
+    assert outputs, [m["msg_type"] for m in msgs]
+    last = outputs[-1]
+    assert last[0]["text"] == "a 1\n" and "image/png" in last[1]["data"]
+    assert not [m for m in msgs if m["msg_type"] == "display_data"
+                and "image/png" in m["content"]["data"]]  # not in the cell itself
