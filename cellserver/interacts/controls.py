@@ -309,7 +309,11 @@ class Selector(Control):
 
 class DiscreteSlider(Control):
     """A slider over a list of values (an IntSlider when they are evenly
-    spaced ints, else a SelectionSlider over their labels)."""
+    spaced ints, else a SelectionSlider over their labels).
+
+    Sliders update while dragged: the browser's widget manager keeps one
+    update per control in flight and sends only the latest value after it,
+    so a slow function sees fewer, never stale, updates."""
 
     def __init__(self, values=(0, 1), default=None, range_slider=False, display_value=True, label=None):
         super().__init__(label)
@@ -326,7 +330,7 @@ class DiscreteSlider(Control):
         self.step = int_progression(self.values)
 
     def _build(self):
-        common = dict(readout=self.display_value, continuous_update=False)
+        common = dict(readout=self.display_value, continuous_update=True)
         if self.step is not None:
             lo, hi = self.values[0], self.values[-1]
             if self.range_slider:
@@ -389,7 +393,7 @@ class ContinuousSlider(Control):
         cls = W.FloatRangeSlider if self.range_slider else W.FloatSlider
         self._w = cls(min=self.interval[0], max=self.interval[1], step=self.stepsize,
                       value=self.default, readout=self.display_value,
-                      readout_format=f".{digits}f", continuous_update=False)
+                      readout_format=f".{digits}f", continuous_update=True)
         self._w.observe(self._changed, "value")
         return self._w
 
