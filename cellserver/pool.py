@@ -78,8 +78,14 @@ class ProviderProcess(protocol.ProcessProtocol):
         if text:
             self._log.warn("kernel provider stderr: {text}", text=text[:4000])
 
-    def processEnded(self, reason) -> None:
+    def processExited(self, reason) -> None:
+        # Not processEnded: that also waits for every copy of the pipes to close,
+        # and a process a kernel left behind may hold one.
         self.alive = False
+        try:
+            self.transport.loseConnection()
+        except Exception:
+            self._log.failure("closing the kernel provider's pipes")
         self.pool._provider_ended(self, reason.value)
         self.ended.callback(None)
 
@@ -144,6 +150,11 @@ class KernelPoolService(service.Service):
     def provider_up(self) -> bool:
         return self._provider_up
 
+    @property
+    def provider_pid(self) -> int | None:
+        pp = self._provider
+        return pp.transport.pid if pp is not None and pp.alive and pp.transport else None
+
     # -- service ------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
@@ -182,6 +193,8 @@ class KernelPoolService(service.Service):
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def _kill_provider(self, pp: ProviderProcess) -> None:
+        if not pp.alive:
+            return
         self._log.warn("kernel provider did not stop within {s} s; killing it", s=STOP_GRACE)
         try:
             pp.transport.signalProcess("KILL")

@@ -1,0 +1,263 @@
+"""The kernel side for real: provider process, forked ipykernels, zmq over ipc.
+
+Each test starts its own ``KernelPoolService`` (runtime dir under /tmp,
+removed at the end) on the real reactor (pytest-twisted) with bounded waits.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+
+import pytest
+import pytest_twisted
+from jupyter_client.session import Session
+from twisted.internet import defer, task
+
+from cellserver.kernels import KernelGone, NoCapacity
+from cellserver.pool import KernelPoolService
+from cellserver.provider_settings import ProviderSettings
+
+pytestmark = pytest.mark.integration
+CLIENT = Session(key=b"unused", username="test")   # only builds client messages
+
+
+def reactor():
+    from twisted.internet import reactor as r
+    return r
+
+
+async def wait_for(pred, timeout: float, what: str) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if pred():
+            return
+        await task.deferLater(reactor(), 0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def start_pool(**kw) -> KernelPoolService:
+    runtime = tempfile.mkdtemp(prefix="cst-", dir="/tmp")
+    kw.setdefault("ready_kernels", 2)
+    pool = KernelPoolService(reactor(), ProviderSettings(runtime_dir=runtime, **kw), "it")
+    pool.startService()
+    await wait_for(lambda: pool.stats().ready >= min(1, kw["ready_kernels"]), 30, "a ready kernel")
+    return pool
+
+
+async def stop_pool(pool: KernelPoolService) -> None:
+    await pool.stopService().addTimeout(30, reactor())
+    assert not os.path.exists(pool.runtime_dir)
+
+
+async def execute(kernel, code: str, timeout: float = 20, on_sent=None) -> list:
+    """Run ``code``; all messages with its msg_id as parent, until reply and idle."""
+    msg = CLIENT.msg("execute_request", {"code": code, "silent": False, "store_history": True,
+                                         "user_expressions": {}, "allow_stdin": False})
+    mid = msg["header"]["msg_id"]
+    got, seen = [], set()
+    done = defer.Deferred()
+
+    def listener(m):
+        if m.parent_msg_id != mid:
+            return
+        got.append(m)
+        if m.msg_type == "execute_reply":
+            seen.add("reply")
+        if m.msg_type == "status" and m.content()["execution_state"] == "idle":
+            seen.add("idle")
+        if seen == {"reply", "idle"} and not done.called:
+            done.callback(got)
+    remove = kernel.add_listener(listener)
+    try:
+        kernel.send("shell", msg)
+        if on_sent:
+            await on_sent(got)
+        return await done.addTimeout(timeout, reactor())
+    finally:
+        remove()
+
+
+def kinds(msgs):
+    return [(m.channel, m.msg_type) for m in msgs]
+
+
+def reply(msgs):
+    return next(m.content() for m in msgs if m.msg_type == "execute_reply")
+
+
+def proc_children(pid: int) -> list[int]:
+    kids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:          # ppid
+                kids.append(int(name))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest_twisted.ensureDeferred
+async def test_print_then_idle_then_ok_reply():
+    pool = await start_pool()
+    try:
+        k = await pool.take()
+        assert k.id.startswith("it-") and pool.get(k.id) is k and alive(k.pid)
+        assert os.getpgid(k.pid) == k.pid                       # own process group
+        msgs = await execute(k, "print(1+1)")
+        iopub = [(m.msg_type, m.content()) for m in msgs if m.channel == "iopub"]
+        assert iopub[0] == ("status", {"execution_state": "busy"})
+        streams = [c for t, c in iopub if t == "stream"]
+        assert streams == [{"name": "stdout", "text": "2\n"}]
+        assert iopub[-1] == ("status", {"execution_state": "idle"})
+        assert reply(msgs)["status"] == "ok"
+        assert all(m.parent_header["msg_id"] == msgs[0].parent_msg_id for m in msgs)
+    finally:
+        await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_matplotlib_figure_comes_back_as_png_and_errors_carry_a_traceback():
+    pool = await start_pool()
+    try:
+        k = await pool.take()
+        msgs = await execute(k, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+        images = [m.content()["data"] for m in msgs if m.msg_type == "display_data"]
+        assert images and "image/png" in images[0] and images[0]["image/png"].startswith("iVBOR")
+        msgs = await execute(k, "def f():\n    return 1/0\nf()")
+        err = next(m.content() for m in msgs if m.msg_type == "error")
+        assert err["ename"] == "ZeroDivisionError" and any("f()" in line for line in err["traceback"])
+        assert reply(msgs)["status"] == "error"
+    finally:
+        await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_interrupt_stops_a_busy_loop_and_the_kernel_stays_usable():
+    pool = await start_pool()
+    try:
+        k = await pool.take()
+
+        async def interrupt_when_running(got):
+            await wait_for(lambda: any(m.msg_type == "execute_input" for m in got), 20, "busy")
+            await task.deferLater(reactor(), 0.3)
+            k.send("control", CLIENT.msg("interrupt_request", {}))
+        msgs = await execute(k, "while True: pass", on_sent=interrupt_when_running)
+        assert reply(msgs)["status"] == "error" and reply(msgs)["ename"] == "KeyboardInterrupt"
+        msgs = await execute(k, "print('still here')")
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["still here\n"]
+    finally:
+        await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_killed_kernel_ends_with_the_signal_as_reason_and_is_replaced():
+    pool = await start_pool(ready_kernels=1)
+    try:
+        k = await pool.take()
+        ended = k.when_ended()
+        os.kill(k.pid, signal.SIGKILL)
+        reason = await ended.addTimeout(20, reactor())
+        assert reason == "killed by signal 9 (SIGKILL)"
+        assert await k.when_ended() == reason and pool.get(k.id) is None
+        assert not os.path.exists(k.files_path())
+        with pytest.raises(KernelGone):
+            k.send("shell", CLIENT.msg("kernel_info_request", {}))
+        await wait_for(lambda: pool.stats().ready == 1 and pool.stats().running == 0, 20, "a replacement")
+        await k.shutdown("again")                                # safe after the end
+    finally:
+        await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_kernels_do_not_share_state_files_or_randomness():
+    pool = await start_pool()
+    try:
+        a, b = await pool.take(), await pool.take()
+        assert a.files_path() != b.files_path() and a.pid != b.pid
+        await execute(a, "secret = 42\nopen('out.txt', 'w').write('hello')")
+        assert open(os.path.join(a.files_path(), "out.txt")).read() == "hello"
+        code = "import os, numpy\nprint('secret' in globals(), os.getcwd(), numpy.random.randint(1 << 30))"
+        out_a = [m.content()["text"] for m in await execute(a, code) if m.msg_type == "stream"]
+        out_b = [m.content()["text"] for m in await execute(b, code) if m.msg_type == "stream"]
+        sa, cwd_a, ra = out_a[0].split()
+        sb, cwd_b, rb = out_b[0].split()
+        assert (sa, sb) == ("True", "False")
+        assert (cwd_a, cwd_b) == (a.files_path(), b.files_path())
+        assert ra != rb
+        await a.shutdown("done")
+        assert not os.path.exists(a.files_path()) and not alive(a.pid)
+        assert await a.when_ended() == "done"
+    finally:
+        await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_capacity_is_enforced():
+    pool = await start_pool(ready_kernels=1, max_kernels=1, take_wait=0.5)
+    try:
+        k = await pool.take()
+        with pytest.raises(NoCapacity, match="all 1 kernels are in use"):
+            await pool.take()
+        await k.shutdown("free the slot")
+        await wait_for(lambda: pool.stats().ready == 1, 20, "a kernel after the slot freed")
+        assert pool.stats().running == 0
+    finally:
+        await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_200_kernels_leave_no_process_or_directory_behind():
+    pool = await start_pool(ready_kernels=4, max_kernels=16, preload=())
+    try:
+        provider = pool.provider_pid
+        pids = set()
+        for _ in range(200):
+            k = await pool.take().addTimeout(30, reactor())
+            pids.add(k.pid)
+            await k.shutdown("next").addTimeout(30, reactor())
+        assert len(pids) == 200
+        s = pool.stats()
+        assert s.running == 0
+        kids = set(proc_children(provider))
+        assert all(not alive(p) for p in pids - kids)
+        assert len(kids) <= s.ready + s.starting
+        assert len(os.listdir(pool.sock_root)) == len(os.listdir(pool.work_root)) <= s.ready + s.starting
+    finally:
+        await stop_pool(pool)
+    assert not alive(provider) and proc_children(provider) == []
+    assert not any(alive(p) for p in pids)
+
+
+@pytest_twisted.ensureDeferred
+async def test_provider_death_ends_its_kernels_and_it_is_restarted():
+    pool = await start_pool(ready_kernels=1)
+    try:
+        k = await pool.take()
+        await execute(k, "import subprocess; p = subprocess.Popen(['sleep', '60'])")
+        old = pool.provider_pid
+        os.kill(old, signal.SIGKILL)
+        reason = await k.when_ended().addTimeout(20, reactor())
+        assert reason == "kernel provider died"
+        await wait_for(lambda: not alive(k.pid), 10, "the kernel to die")
+        assert not os.path.exists(k.files_path())
+        with pytest.raises(NoCapacity):
+            await pool.take()                                   # no provider during back-off
+        await wait_for(lambda: pool.stats().ready == 1, 30, "the restarted provider's kernel")
+        assert pool.provider_pid not in (None, old) and pool.provider_restarts == 1
+        k2 = await pool.take()
+        msgs = await execute(k2, "print(6*7)")
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["42\n"]
+    finally:
+        await stop_pool(pool)
