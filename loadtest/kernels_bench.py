@@ -1,0 +1,197 @@
+"""Kernel-side benchmark: forked kernels through ``KernelPoolService``.
+
+Prints one table (not a test).  Measures, on this machine:
+
+* provider ``fork()`` and start -> ready (start command sent -> welcome +
+  kernel_info reply + idle seen by the cell server's sockets);
+* take -> ``1+1`` reply (execute_reply and idle) through our ``Kernel``, warm pool;
+* execute round trip on an open kernel: ours vs. a plain jupyter_client
+  ``BlockingKernelClient`` on a ``KernelManager`` kernel, and the cold
+  ``KernelManager`` start -> first reply for comparison;
+* sustained fresh kernels per second: take -> ``1+1`` -> shutdown, by
+  ``--workers`` concurrent loops for ``--kernels`` kernels;
+* PSS per idle ready kernel (``/proc/<pid>/smaps_rollup``).
+
+    python -m loadtest.kernels_bench [--kernels 200] [--workers 4] [--samples 100]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from loadtest.stats import percentile
+
+CODE = "1+1"
+
+
+def fmt(name: str, values: list[float], unit: str = "ms", target: str = "") -> str:
+    v = sorted(values)
+    if not v:
+        return f"{name:<46} {'-':>6}"
+    return (f"{name:<46} {len(v):>6} {statistics.median(v):>9.2f} {percentile(v, 99):>9.2f} "
+            f"{unit:>5}  {target}")
+
+
+def jupyter_client_figures(samples: int, cold: int) -> tuple[list[float], list[float]]:
+    """(round trips on an open kernel in ms, cold start -> first reply in ms)."""
+    from jupyter_client import KernelManager
+    starts, rts = [], []
+    for i in range(cold):
+        t0 = time.perf_counter()
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        kc.execute_interactive(CODE, timeout=30)
+        starts.append((time.perf_counter() - t0) * 1000)
+        if i == 0:
+            kc.execute_interactive(CODE, timeout=30)
+            for _ in range(samples):
+                t = time.perf_counter()
+                kc.execute_interactive(CODE, timeout=30, output_hook=lambda m: None)
+                rts.append((time.perf_counter() - t) * 1000)
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    return rts, starts
+
+
+def pss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+async def ours(reactor, args) -> dict:
+    from jupyter_client.session import Session
+    from twisted.internet import defer, task
+
+    from cellserver.pool import KernelPoolService
+    from cellserver.provider_settings import ProviderSettings
+
+    client = Session(key=b"unused")
+    runtime = tempfile.mkdtemp(prefix="csb-", dir="/tmp")
+    settings = ProviderSettings(ready_kernels=args.ready, max_kernels=max(32, args.ready + args.workers),
+                                runtime_dir=runtime, take_wait=30)
+    pool = KernelPoolService(reactor, settings, "bench")
+    pool.startService()
+    out: dict = {}
+
+    async def until(pred, timeout=60):
+        for _ in range(int(timeout / 0.01)):
+            if pred():
+                return
+            await task.deferLater(reactor, 0.01)
+        raise RuntimeError("timed out")
+
+    async def execute(k, code=CODE):
+        msg = client.msg("execute_request", {"code": code, "silent": False, "store_history": False,
+                                             "user_expressions": {}, "allow_stdin": False})
+        mid, seen, done = msg["header"]["msg_id"], set(), defer.Deferred()
+
+        def on(m):
+            if m.parent_msg_id == mid:
+                if m.msg_type == "execute_reply":
+                    seen.add("r")
+                elif m.msg_type == "status" and b"idle" in m.raw_content:
+                    seen.add("i")
+                if len(seen) == 2 and not done.called:
+                    done.callback(None)
+        remove = k.add_listener(on)
+        k.send("shell", msg)
+        await done.addTimeout(30, reactor)
+        remove()
+
+    try:
+        await until(lambda: pool.stats().ready >= args.ready)
+        # PSS of idle ready kernels (give them a moment to settle)
+        await task.deferLater(reactor, 2.0)
+        out["pss"] = [p / 1024 for p in (pss_kb(k.pid) for k in list(pool._ready.values())) if p]
+        out["pss_template"] = (pss_kb(pool.provider_pid) or 0) / 1024
+        # take -> 1+1 reply on a warm pool (one at a time, pool refilled in between)
+        take_rt = []
+        for _ in range(args.samples // 2):
+            await until(lambda: pool.stats().ready >= args.ready)
+            t = time.perf_counter()
+            k = await pool.take()
+            await execute(k)
+            take_rt.append((time.perf_counter() - t) * 1000)
+            await k.shutdown("bench")
+        out["take_rt"] = take_rt
+        # round trip on an open kernel
+        k = await pool.take()
+        await execute(k)
+        rts = []
+        for _ in range(args.samples):
+            t = time.perf_counter()
+            await execute(k)
+            rts.append((time.perf_counter() - t) * 1000)
+        out["open_rt"] = rts
+        await k.shutdown("bench")
+        # sustained fresh kernels: take -> 1+1 -> shutdown
+        await until(lambda: pool.stats().ready >= args.ready)
+        pool.ready_times.clear()
+        pool.fork_times.clear()
+        left = [args.kernels]
+
+        async def worker():
+            while left[0] > 0:
+                left[0] -= 1
+                kk = await pool.take()
+                await execute(kk)
+                await kk.shutdown("bench")
+        t = time.perf_counter()
+        await defer.gatherResults([defer.Deferred.fromCoroutine(worker()) for _ in range(args.workers)])
+        out["rate"] = args.kernels / (time.perf_counter() - t)
+        out["ready_times"] = [s * 1000 for s in pool.ready_times]
+        out["fork_times"] = list(pool.fork_times)
+    finally:
+        await pool.stopService()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kernels", type=int, default=200, help="fresh kernels for the rate test")
+    ap.add_argument("--workers", type=int, default=4, help="concurrent take->1+1->shutdown loops")
+    ap.add_argument("--ready", type=int, default=8, help="ready_kernels of the pool")
+    ap.add_argument("--samples", type=int, default=100, help="round trips per latency figure")
+    ap.add_argument("--cold", type=int, default=5, help="cold KernelManager starts to time")
+    args = ap.parse_args(argv)
+
+    jc_rt, jc_start = jupyter_client_figures(args.samples, args.cold)
+    from twisted.internet import defer, task
+
+    async def run(reactor):
+        r = await ours(reactor, args)
+        ratio = statistics.median(r["open_rt"]) / statistics.median(jc_rt)
+        print(f"kernel side benchmark: {os.cpu_count()} CPUs, {args.kernels} fresh kernels, "
+              f"{args.workers} workers, ready_kernels={args.ready}")
+        print(f"{'figure':<46} {'n':>6} {'median':>9} {'p99':>9} {'unit':>5}  target")
+        print(fmt("provider fork()", r["fork_times"]))
+        print(fmt("start command -> kernel ready (under load)", r["ready_times"]))
+        print(fmt("take -> 1+1 reply+idle, warm pool (ours)", r["take_rt"], target="<= 20 ms"))
+        print(fmt("KernelManager cold start -> 1+1 reply", jc_start))
+        print(fmt("1+1 round trip, open kernel (ours)", r["open_rt"]))
+        print(fmt("1+1 round trip, open kernel (jupyter_client)", jc_rt))
+        print(f"{'round trip ratio ours / jupyter_client':<46} {'':>6} {ratio:>9.2f}")
+        print(f"{'sustained fresh kernels (take->1+1->shutdown)':<46} {'':>6} {r['rate']:>9.1f} "
+              f"{'':>9} {'/s':>5}  >= 40/s")
+        print(fmt("PSS per idle ready kernel", r["pss"], unit="MB", target="<= 15 MB"))
+        print(f"{'PSS of the template (provider)':<46} {'':>6} {r['pss_template']:>9.1f} {'':>9} {'MB':>5}")
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
