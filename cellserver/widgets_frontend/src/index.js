@@ -193,6 +193,14 @@ export class CellWidgetManager extends HTMLManager {
   // For the cell ---------------------------------------------------------------
   async renderOutput(data, element) {
     const spec = data[WIDGET_MIMETYPE] || data;
+    if (!spec.model_id || !this.has_model(spec.model_id)) {
+      // A widget this connection never saw (e.g. from an earlier kernel): say so.
+      const note = document.createElement('pre');
+      note.className = 'cellstack-widgets-missing';
+      note.textContent = data['text/plain'] || 'A widget that is no longer available.';
+      element.appendChild(note);
+      return null;
+    }
     const model = await this.get_model(spec.model_id);
     const view = await this.create_view(model);
     element.classList.add('cellstack-widget-area');
