@@ -39,6 +39,11 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     os.environ["IPYTHONDIR"] = ipython_dir
     os.environ["MPLBACKEND"] = MPL_INLINE
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    # No thread may exist before fork: OpenBLAS (numpy) starts a pool at import
+    # otherwise.  One BLAS thread per kernel also suits a shared cell server.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    _limit_malloc_arenas()
     os.environ.pop("JPY_PARENT_PID", None)
 
     import ipykernel.debugger
@@ -71,11 +76,48 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     for name, port in layout.PORTS.items():
         setattr(config.IPKernelApp, f"{name}_port", port)
     app = _make_app_class().instance(config=config)
-    app.warm()
+    app.warm(matplotlib="matplotlib" in sys.modules)
     _app = app
     gc.collect()
     gc.freeze()
     return preloaded, failed, (time.perf_counter() - t0) * 1000
+
+
+# Imported lazily by IPKernelApp's second half, a kernel's first execution or
+# numpy's first random number: imported in every child they would each cost
+# private memory (measured: numpy.random alone dirties ~6 MB per kernel).
+LAZY_MODULES = ("IPython.core.debugger", "IPython.extensions.storemagic", "pdb", "faulthandler",
+                "tornado.platform.asyncio", "numpy.random")
+
+
+def _warm_lazy_paths(shell) -> None:
+    for name in LAZY_MODULES:
+        if name.startswith("numpy.") and "numpy" not in sys.modules:
+            continue                        # only when numpy is preloaded
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    # The first traceback imports stack_data, pygments formatters, ... and fills caches.
+    try:
+        exec(compile("def _f():\n    return 1/0\n_f()\n", "<warm>", "exec"), {})
+    except ZeroDivisionError:
+        etype, value, tb = sys.exc_info()
+        try:
+            shell.InteractiveTB.structured_traceback(etype, value, tb)
+        except Exception:
+            pass
+        del etype, value, tb
+
+
+def _limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread its own malloc arena (64 MB reserved, partly
+    dirtied); a kernel's ~10 threads would each dirty one.  Two are plenty."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).mallopt(-8, n)          # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def _warm_matplotlib() -> None:
@@ -97,9 +139,26 @@ def _make_app_class():
     class ForkedKernelApp(IPKernelApp):
         """An IPKernelApp initialised in two halves: before and after fork."""
 
-        def warm(self):
+        def warm(self, matplotlib: bool):
             # The config / profile half of IPKernelApp.initialize: no zmq, no thread.
             BaseIPythonApplication.initialize(self, argv=[])
+            # The shell is a singleton: IPythonKernel.__init__ picks this instance
+            # up with ``shell_class.instance(...)``.  Built here, its magics, hooks,
+            # builtins and inline-figure hooks are shared pages in every kernel.
+            from ipykernel.compiler import XCachingCompiler
+            from ipykernel.zmqshell import ZMQInteractiveShell
+            shell = ZMQInteractiveShell.instance(
+                parent=self, profile_dir=self.profile_dir, user_module=None, user_ns=None,
+                kernel=None, compiler_class=XCachingCompiler)
+            if matplotlib:
+                # What shell.enable_matplotlib("inline") does, minus enable_gui
+                # (which wants a running kernel; "inline" needs no event loop).
+                from IPython.core import pylabtools
+                from matplotlib_inline.backend_inline import configure_inline_support
+                pylabtools.activate_matplotlib(MPL_INLINE)
+                configure_inline_support(shell, MPL_INLINE)
+            self.warm_shell = shell
+            _warm_lazy_paths(shell)
 
         def init_connection_file(self):
             pass                          # both sides know the ipc paths (layout.py)
@@ -124,6 +183,8 @@ def _make_app_class():
             self.init_io()
             self.init_signal()
             self.init_kernel()
+            assert self.kernel.shell is self.warm_shell
+            self.warm_shell.kernel = self.kernel
             self.init_path()
             self.init_shell()
             if self.shell:
@@ -140,10 +201,4 @@ def run_kernel(key: bytes, sock_dir: str, work_dir: str) -> None:
     """In the forked, confined child: finish the app and serve until exit."""
     app = _app
     app.finish(key, sock_dir)
-    # Matplotlib figures come back as image/png display data.
-    try:
-        if "matplotlib" in sys.modules:
-            app.shell.enable_matplotlib("inline")
-    except Exception:
-        pass
     app.start()
