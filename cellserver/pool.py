@@ -159,7 +159,9 @@ class KernelPoolService(service.Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
-        os.makedirs(self.runtime_dir, mode=0o711, exist_ok=True)
+        if not os.path.isdir(self.runtime_dir):
+            os.makedirs(self.runtime_dir)
+            os.chmod(self.runtime_dir, 0o711)   # kernels (later: other accounts) only traverse it
         for d in (self.sock_root, self.work_root):
             shutil.rmtree(d, ignore_errors=True)        # leftovers of a crashed run of this node
             os.makedirs(d, mode=0o711)
@@ -190,7 +192,13 @@ class KernelPoolService(service.Service):
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = None
-        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        # Only what the pool made: runtime-dir may be a directory the operator owns.
+        for d in (self.sock_root, self.work_root, os.path.join(self.runtime_dir, "ipython")):
+            shutil.rmtree(d, ignore_errors=True)
+        try:
+            os.rmdir(self.runtime_dir)
+        except OSError:
+            pass
 
     def _kill_provider(self, pp: ProviderProcess) -> None:
         if not pp.alive:

@@ -69,13 +69,16 @@ class Provider:
         if cmd.kid in self.by_kid:
             self.emit(P.StartFailed(kid=cmd.kid, error="kernel id already running"))
             return
+        made = []
         try:
-            os.makedirs(cmd.sock_dir, mode=0o700)
-            os.makedirs(cmd.work_dir, mode=0o700)
             bytes.fromhex(cmd.key)                     # must be hex
             key = cmd.key.encode("ascii")              # used as text, like a connection file's key
+            for d in (cmd.sock_dir, cmd.work_dir):
+                os.makedirs(d, mode=0o700)
+                made.append(d)
         except (OSError, ValueError) as e:
-            self._remove_dirs(cmd)
+            for d in made:
+                shutil.rmtree(d, ignore_errors=True)
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
         t0 = time.perf_counter()

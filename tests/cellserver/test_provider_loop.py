@@ -1,0 +1,64 @@
+"""The provider's command handling, without forking: bad input gets an error
+event, refused starts leave no directory, unknown kills are ignored."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cellserver.provider import protocol as P
+from cellserver.provider.__main__ import Provider
+
+
+@pytest.fixture
+def provider(tmp_path):
+    r_out, w_out = os.pipe()
+    p = Provider(proto_in=-1, proto_out=w_out, preload=(), ipython_dir=str(tmp_path / "ipy"))
+
+    def events():
+        os.set_blocking(r_out, False)
+        try:
+            data = os.read(r_out, 65536)
+        except BlockingIOError:
+            return []
+        return [P.decode_event(line) for line in P.LineBuffer().feed(data)]
+    p.events = events
+    yield p
+    os.close(r_out)
+    os.close(w_out)
+
+
+@pytest.mark.parametrize("line, why", [
+    (b"{nope", "bad command: not JSON"),
+    (b'{"op": "fork-bomb"}', "bad command: unknown op"),
+    (b'{"op": "start", "kid": "k"}', "bad command: start: missing"),
+])
+def test_bad_commands_get_an_error_event(provider, line, why):
+    provider.handle_line(line)
+    [ev] = provider.events()
+    assert isinstance(ev, P.ProviderError) and ev.message.startswith(why)
+    assert not provider.quitting and not provider.kernels
+
+
+def test_start_with_a_bad_key_is_refused_and_leaves_no_directory(provider, tmp_path):
+    cmd = P.Start(kid="k1", key="not hex", sock_dir=str(tmp_path / "s"), work_dir=str(tmp_path / "w"))
+    provider.handle_line(P.encode(cmd))
+    [ev] = provider.events()
+    assert isinstance(ev, P.StartFailed) and ev.kid == "k1" and "ValueError" in ev.error
+    assert not (tmp_path / "s").exists() and not (tmp_path / "w").exists()
+
+
+def test_start_into_an_existing_directory_is_refused(provider, tmp_path):
+    (tmp_path / "s").mkdir()
+    cmd = P.Start(kid="k1", key="00ff", sock_dir=str(tmp_path / "s"), work_dir=str(tmp_path / "w"))
+    provider.handle_line(P.encode(cmd))
+    [ev] = provider.events()
+    assert isinstance(ev, P.StartFailed) and "FileExistsError" in ev.error
+    assert provider.kernels == {} and (tmp_path / "s").is_dir() and not (tmp_path / "w").exists()
+
+
+def test_kill_of_an_unknown_kernel_is_ignored_and_quit_stops(provider):
+    provider.handle_line(P.encode(P.Kill(kid="nobody")))
+    assert provider.events() == []
+    provider.handle_line(P.encode(P.Quit()))
+    assert provider.quitting
