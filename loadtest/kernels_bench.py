@@ -119,6 +119,7 @@ async def ours(reactor, args) -> dict:
         out["pss_template"] = (pss_kb(pool.provider_pid) or 0) / 1024
         # take -> 1+1 reply on a warm pool (one at a time, pool refilled in between)
         take_rt = []
+        pool.ready_times.clear()
         for _ in range(args.samples // 2):
             await until(lambda: pool.stats().ready >= args.ready)
             t = time.perf_counter()
@@ -127,6 +128,7 @@ async def ours(reactor, args) -> dict:
             take_rt.append((time.perf_counter() - t) * 1000)
             await k.shutdown("bench")
         out["take_rt"] = take_rt
+        out["single_ready"] = [x * 1000 for x in pool.ready_times]
         # round trip on an open kernel
         k = await pool.take()
         await execute(k)
@@ -178,7 +180,8 @@ def main(argv=None) -> int:
               f"{args.workers} workers, ready_kernels={args.ready}")
         print(f"{'figure':<46} {'n':>6} {'median':>9} {'p99':>9} {'unit':>5}  target")
         print(fmt("provider fork()", r["fork_times"]))
-        print(fmt("start command -> kernel ready (under load)", r["ready_times"]))
+        print(fmt("start command -> kernel ready, one at a time", r["single_ready"]))
+        print(fmt("start command -> kernel ready, rate test", r["ready_times"]))
         print(fmt("take -> 1+1 reply+idle, warm pool (ours)", r["take_rt"], target="<= 20 ms"))
         print(fmt("KernelManager cold start -> 1+1 reply", jc_start))
         print(fmt("1+1 round trip, open kernel (ours)", r["open_rt"]))
