@@ -196,7 +196,7 @@ class ZmqKernel:
 
     def _check_ready(self) -> None:
         if (not self.ready and self.pid and self._info_replied and self._info_idle
-                and self.ended_reason is None):
+                and self.ended_reason is None and self._shutdown_reason is None):
             self.ready = True
             self.ready_at = self._reactor.seconds()
             self._on_ready(self)

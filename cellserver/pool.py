@@ -119,6 +119,9 @@ class KernelPoolService(service.Service):
         self.ready_times: deque[float] = deque(maxlen=1000)   # seconds, start command -> ready
         self.fork_times: deque[float] = deque(maxlen=1000)    # ms, fork() in the provider
         self.provider_restarts = 0
+        self.start_failures = 0         # kernels in a row that died before they were ready
+        self._fill_after = 0.0
+        self._fill_call = None
 
     # -- KernelPool -------------------------------------------------------------
     def take(self) -> defer.Deferred:
@@ -174,8 +177,9 @@ class KernelPoolService(service.Service):
     async def _stop(self) -> None:
         super().stopService()
         self._stopping = True
-        if self._restart_call is not None and self._restart_call.active():
-            self._restart_call.cancel()
+        for call in (self._restart_call, self._fill_call):
+            if call is not None and call.active():
+                call.cancel()
         self._fail_waiters("the server is shutting down")
         for kernel in self._all():
             kernel.shutdown("server shutting down")
@@ -271,16 +275,20 @@ class KernelPoolService(service.Service):
             kernel = self._find(event.kid)
             if kernel is not None:
                 self._forget(kernel, f"kernel could not start: {event.error}")
-            self.reactor.callLater(1.0, self._fill)
+            self._start_failed()
         elif isinstance(event, P.Exited):
             kernel = self._find(event.kid)
             if kernel is None:
                 return
-            if not self._stopping and (event.kid in self._starting or event.kid in self._ready):
+            never_ready = event.kid in self._starting
+            if not self._stopping and (never_ready or event.kid in self._ready):
                 self._log.warn("kernel {kid} ended before it was used: {reason}",
                                kid=event.kid, reason=event.reason)
             self._forget(kernel, event.reason)
-            self._fill()
+            if never_ready and not self._stopping:
+                self._start_failed()
+            else:
+                self._fill()
         elif isinstance(event, P.ProviderError):
             self._log.error("kernel provider error: {message}", message=event.message)
 
@@ -291,8 +299,22 @@ class KernelPoolService(service.Service):
     def _find(self, kid: str) -> ZmqKernel | None:
         return self._starting.get(kid) or self._ready.get(kid) or self._running.get(kid)
 
+    def _start_failed(self) -> None:
+        """A kernel died or failed before it was ready: back off before starting
+        more, so a broken kernel environment cannot make a fork loop."""
+        self.start_failures += 1
+        delay = restart_delay(self.start_failures, self.settings.restart_delay_max, first=0.1)
+        self._fill_after = self.reactor.seconds() + delay
+        if self._fill_call is None or not self._fill_call.active():
+            self._fill_call = self.reactor.callLater(delay, self._fill)
+
     def _fill(self) -> None:
         if not self._provider_up or self._stopping:
+            return
+        wait = self._fill_after - self.reactor.seconds()
+        if wait > 0:                                # backing off after failed starts
+            if self._fill_call is None or not self._fill_call.active():
+                self._fill_call = self.reactor.callLater(wait, self._fill)
             return
         n = kernels_to_start(ready=len(self._ready), starting=len(self._starting),
                              running=len(self._running), waiting=len(self._waiters),
@@ -331,6 +353,7 @@ class KernelPoolService(service.Service):
         if timer is not None and timer.active():
             timer.cancel()
         self.ready_times.append(kernel.ready_at - kernel.created_at)
+        self.start_failures = 0
         if self._waiters:
             d, wtimer = self._waiters.popleft()
             if wtimer.active():
@@ -357,6 +380,7 @@ class KernelPoolService(service.Service):
         if kill_group:
             if kernel.pid:
                 _killpg(kernel.pid)
+                _kill(kernel.pid)         # in case it died before it made its group
             for d in (kernel.sock_dir, kernel.work_dir):
                 shutil.rmtree(d, ignore_errors=True)
         kernel.ended(reason)
@@ -383,6 +407,13 @@ class KernelPoolService(service.Service):
             if timer.active():
                 timer.cancel()
             d.errback(NoCapacity(why))
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _killpg(pgid: int) -> None:

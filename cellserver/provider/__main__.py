@@ -110,6 +110,7 @@ class Provider:
         pid = self.by_kid.get(kid)
         if pid is None:
             return                          # already gone (its exited event is on its way)
+        _kill(pid)                          # the child may not have called setsid() yet
         _killpg(pid)
 
     def handle_line(self, line: bytes) -> None:
@@ -183,6 +184,7 @@ class Provider:
 
     def stop_all(self, timeout: float = 10.0) -> None:
         for pid in list(self.kernels):
+            _kill(pid)
             _killpg(pid)
         deadline = time.monotonic() + timeout
         while self.kernels and time.monotonic() < deadline:
@@ -199,6 +201,13 @@ class Provider:
                     break
             except ChildProcessError:
                 break
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _killpg(pgid: int) -> None:

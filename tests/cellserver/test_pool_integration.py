@@ -261,3 +261,18 @@ async def test_provider_death_ends_its_kernels_and_it_is_restarted():
         assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["42\n"]
     finally:
         await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_kernels_that_never_get_ready_are_killed_with_back_off_not_a_fork_loop():
+    pool = await start_pool(ready_kernels=0, start_timeout=0.001, take_wait=0.5)
+    try:
+        await wait_for(lambda: pool.provider_up, 30, "the provider")
+        with pytest.raises(NoCapacity, match="no kernel became ready"):
+            await pool.take()
+        await task.deferLater(reactor(), 1.5)
+        # back-off 0.1, 0.2, 0.4, 0.8 s...: a handful of attempts, not hundreds
+        assert 1 <= len(pool.fork_times) <= 8 and pool.start_failures >= 1
+        assert pool.stats().running == 0
+    finally:
+        await stop_pool(pool)
