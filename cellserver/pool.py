@@ -169,6 +169,7 @@ class KernelPoolService(service.Service):
             shutil.rmtree(d, ignore_errors=True)        # leftovers of a crashed run of this node
             os.makedirs(d, mode=0o711)
         self._ctx = zmq.Context()
+        self._ctx.set(zmq.MAX_SOCKETS, max(1024, 4 * self.settings.max_kernels + 64))
         self._spawn()
 
     def stopService(self) -> defer.Deferred:
