@@ -12,9 +12,11 @@ After each fork the child (once confined, see ``confine.py``) calls
 heartbeat, I/O capture, the kernel and its shell -- with the kernel's own
 HMAC key and ipc socket directory, and runs its event loop until it exits.
 
-This mirrors ``IPKernelApp.initialize`` of ipykernel 7 step by step (the
-split point is the whole trick); ``run_kernel`` checks the version it was
-written against and falls back to the plain ``initialize`` otherwise.
+``ForkedKernelApp.finish`` mirrors the second half of
+``IPKernelApp.initialize`` of ipykernel 7 step by step (the split point is
+the whole trick).  Another major version of ipykernel is reported in the
+provider's ``hello`` (``failed["ipykernel"]``) and logged by the cell server;
+the integration tests are what proves a version works.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ import io
 import os
 import sys
 import time
+import uuid
 
 from cellserver.provider import layout
 
 MPL_INLINE = "module://matplotlib_inline.backend_inline"
+TESTED_IPYKERNEL_MAJOR = 7
 _app = None
 
 
@@ -43,11 +47,12 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     # otherwise.  One BLAS thread per kernel also suits a shared cell server.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    _limit_malloc_arenas()
     os.environ.pop("JPY_PARENT_PID", None)
 
+    import ipykernel
     import ipykernel.debugger
-    # No debugpy in public kernels: it would listen on TCP and costs start-up time.
+    # No debugger in public kernels: a client could make debugpy listen on TCP,
+    # and building it costs start-up time.
     ipykernel.debugger._is_debugpy_available = False
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp
@@ -55,6 +60,9 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     from traitlets.config import Config
 
     preloaded, failed = [], {}
+    if ipykernel.version_info[0] != TESTED_IPYKERNEL_MAJOR:
+        failed["ipykernel"] = (f"version {ipykernel.__version__} is untested here "
+                               f"(written for {TESTED_IPYKERNEL_MAJOR}.x)")
     for name in preload:
         try:
             importlib.import_module(name)
@@ -110,16 +118,6 @@ def _warm_lazy_paths(shell) -> None:
         del etype, value, tb
 
 
-def _limit_malloc_arenas(n: int = 2) -> None:
-    """glibc gives each thread its own malloc arena (64 MB reserved, partly
-    dirtied); a kernel's ~10 threads would each dirty one.  Two are plenty."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).mallopt(-8, n)          # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
 def _warm_matplotlib() -> None:
     import matplotlib
     matplotlib.use(MPL_INLINE)
@@ -171,7 +169,6 @@ def _make_app_class():
 
         def finish(self, key: bytes, sock_dir: str):
             """The rest of IPKernelApp.initialize, with this kernel's key and sockets."""
-            import uuid
             self.session.pid = os.getpid()            # Session refuses to send from a fork otherwise
             self.session.session = str(uuid.uuid4())
             self.session.signature_scheme = "hmac-sha256"
