@@ -71,18 +71,19 @@ class Provider:
             return
         made = []
         try:
-            bytes.fromhex(cmd.key)                     # must be hex
+            if len(bytes.fromhex(cmd.key)) < 16:       # must be hex, and a real key
+                raise ValueError("key must be at least 32 hex digits")
             key = cmd.key.encode("ascii")              # used as text, like a connection file's key
             for d in (cmd.sock_dir, cmd.work_dir):
                 os.makedirs(d, mode=0o700)
                 made.append(d)
+            t0 = time.perf_counter()
+            pid = os.fork()
         except (OSError, ValueError) as e:
             for d in made:
                 shutil.rmtree(d, ignore_errors=True)
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
-        t0 = time.perf_counter()
-        pid = os.fork()
         if pid == 0:
             self._child(cmd, key)          # never returns
         fork_ms = (time.perf_counter() - t0) * 1000

@@ -50,7 +50,7 @@ def test_start_with_a_bad_key_is_refused_and_leaves_no_directory(provider, tmp_p
 
 def test_start_into_an_existing_directory_is_refused(provider, tmp_path):
     (tmp_path / "s").mkdir()
-    cmd = P.Start(kid="k1", key="00ff", sock_dir=str(tmp_path / "s"), work_dir=str(tmp_path / "w"))
+    cmd = P.Start(kid="k1", key="00ff" * 16, sock_dir=str(tmp_path / "s"), work_dir=str(tmp_path / "w"))
     provider.handle_line(P.encode(cmd))
     [ev] = provider.events()
     assert isinstance(ev, P.StartFailed) and "FileExistsError" in ev.error
@@ -62,3 +62,10 @@ def test_kill_of_an_unknown_kernel_is_ignored_and_quit_stops(provider):
     assert provider.events() == []
     provider.handle_line(P.encode(P.Quit()))
     assert provider.quitting
+
+
+def test_start_with_a_short_key_is_refused(provider, tmp_path):
+    cmd = P.Start(kid="k1", key="", sock_dir=str(tmp_path / "s"), work_dir=str(tmp_path / "w"))
+    provider.handle_line(P.encode(cmd))
+    [ev] = provider.events()
+    assert isinstance(ev, P.StartFailed) and "at least 32 hex digits" in ev.error
