@@ -15,7 +15,8 @@ place; only then do we send an internal ``kernel_info_request`` and the
 kernel is ready once its reply and the matching ``status: idle`` have come
 back (and the provider has reported the pid).  Messages caused by internal
 requests are never shown to listeners.  Messages that arrive after hand-out
-while no listener is attached are kept (bounded) for the first listener.
+but before the first listener is added are kept (bounded) for it; once a
+listener has been attached, messages arriving while none is are dropped.
 
 Lifetime is driven by the pool: ``shutdown`` asks the provider to kill the
 process group; the provider's ``exited`` event (sent once the group is gone
@@ -59,6 +60,7 @@ class ZmqKernel:
                                username="cellserver", session=str(uuid.uuid4()))
         self._listeners: list[Callable[[KernelMessage], None]] = []
         self._backlog: list[KernelMessage] = []
+        self._had_listener = False
         self._internal: set[str] = set()
         self._welcomed = False
         self._info_id: str | None = None
@@ -100,6 +102,7 @@ class ZmqKernel:
 
     def add_listener(self, listener: Callable[[KernelMessage], None]) -> Callable[[], None]:
         self._listeners.append(listener)
+        self._had_listener = True
         backlog, self._backlog = self._backlog, []
         for msg in backlog:
             self._deliver_one(listener, msg)
@@ -176,7 +179,7 @@ class ZmqKernel:
         if not self.ready:
             return                         # start-up chatter (status: starting)
         if not self._listeners:
-            if len(self._backlog) < BACKLOG_LIMIT:
+            if not self._had_listener and len(self._backlog) < BACKLOG_LIMIT:
                 self._backlog.append(msg)
             return
         for listener in list(self._listeners):

@@ -276,3 +276,28 @@ async def test_kernels_that_never_get_ready_are_killed_with_back_off_not_a_fork_
         assert pool.stats().running == 0
     finally:
         await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_output_sent_before_the_first_listener_is_kept_for_it():
+    pool = await start_pool(ready_kernels=1)
+    try:
+        k = await pool.take()
+        msg = CLIENT.msg("execute_request", {"code": "print('early')", "silent": False,
+                                             "store_history": True, "user_expressions": {},
+                                             "allow_stdin": False})
+        k.send("shell", msg)                     # no listener yet
+        await task.deferLater(reactor(), 0.5)
+        got = []
+        remove = k.add_listener(got.append)
+        assert [m.content()["text"] for m in got if m.msg_type == "stream"] == ["early\n"]
+        assert got[-1].msg_type in ("status", "execute_reply")
+        remove()
+        # control replies come back on the control channel
+        got2 = []
+        k.add_listener(got2.append)
+        k.send("control", CLIENT.msg("kernel_info_request", {}))
+        await wait_for(lambda: any(m.msg_type == "kernel_info_reply" for m in got2), 10, "control reply")
+        assert next(m.channel for m in got2 if m.msg_type == "kernel_info_reply") == "control"
+    finally:
+        await stop_pool(pool)
