@@ -653,7 +653,7 @@ def range_slider(vmin, vmax=None, step_size=None, default=None, label=None, disp
                           label=label, display_value=display_value)
 
 
-def input_box(default=None, label=None, type=None, width=80, height=1, keypress=False, **kwargs):
+def input_box(default=None, label=None, type=None, width=0, height=1, keypress=False, **kwargs):
     """A text box.  ``type=str`` passes the text as typed; otherwise it is
     evaluated and, if ``type`` is a callable, passed through it."""
     if type is Color:

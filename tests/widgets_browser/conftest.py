@@ -1,0 +1,107 @@
+"""Fixtures for the widget browser tests: a real ``twistd cellserver``, a
+headless Debian Chromium driven by Playwright, and a page.
+
+``harness``: a bare cell page (``harness.html``, served by a plain static
+HTTP server on another loopback port, as an embedding page would be) that
+creates a kernel through the public API and hands widget messages to the
+real bundle the cell server serves (``/static/build/widgets.js``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.procs import ROOT, http_ok, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HERE = Path(__file__).parent
+BUNDLE = ROOT / "cellserver" / "static" / "build" / "widgets.js"
+
+
+def _healthz(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url + "healthz", timeout=2) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read() or b"{}")
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="module")
+def cellserver(module_children, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (deploy/install)")
+    if not BUNDLE.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("needs the widgets bundle (deploy/install.d/21-widgets.sh)")
+        subprocess.run(["bash", str(ROOT / "deploy/install.d/21-widgets.sh")], check=True,
+                       env={"HERE": str(ROOT), "QUIET": "1", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    if os.environ.get("WIDGETS_TEST_URL"):  # an already running cell server
+        return os.environ["WIDGETS_TEST_URL"]
+    port = free_port()
+    runtime = tmp_path_factory.mktemp("widgets-cs")
+    child = module_children.twistd("cellserver", "cellserver", [
+        "--node", "w1", "--listen", f"tcp:{port}:interface=127.0.0.1",
+        "--ready-kernels", "2", "--max-kernels", "8", "--runtime-dir", str(runtime),
+    ])
+    url = f"http://127.0.0.1:{port}/"
+    wait_until(lambda: (_healthz(url) or {}).get("ready", 0) >= 1, 60, "cell server with a ready kernel",
+               child=child)
+    return url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def harness_site(module_children):
+    port = free_port()
+    child = module_children.start("harness-http", [sys.executable, "-m", "http.server", str(port),
+                                                   "--bind", "127.0.0.1", "--directory", str(HERE)])
+    url = f"http://127.0.0.1:{port}/harness.html"
+    wait_until(lambda: http_ok(url), 15, "harness http server", child=child)
+    return url
+
+
+@pytest.fixture
+def harness(browser, cellserver, harness_site):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{harness_site}?server={cellserver}")
+    page.wait_for_function("document.getElementById('state').textContent === 'ready'", timeout=30000)
+    page.errors = errors
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def run(page, code: str, timeout: float = 30000):
+    """Evaluate ``code`` in the harness cell; returns its output area locator."""
+    mid = page.evaluate("c => window.run(c)", code)
+    page.wait_for_function(f"window.idle.has('{mid}')", timeout=timeout)
+    return page.locator(f"#req-{mid}")
+
+
+def wait_text(locator, text: str, timeout: float = 15000):
+    """Wait until ``locator``'s text contains ``text``."""
+    locator.page.wait_for_function(
+        "([el, t]) => el && el.innerText.includes(t)", arg=[locator.element_handle(), text],
+        timeout=timeout)

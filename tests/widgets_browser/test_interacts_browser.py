@@ -1,0 +1,215 @@
+"""Interacts in a real Chromium against a real cell server (issue 7).
+
+Every test drives controls the way a user does (mouse, keyboard) and checks
+the interact's own output area; ``f.x = 5`` from a later evaluation must move
+the slider in the page.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.widgets_browser.conftest import run, wait_text
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+ALL_CONTROLS = """
+from cellserver.interacts import *
+@interact
+def f(x=slider(0, 10), r=range_slider(0, 10, 1, default=(2, 5)), t=input_box("hi", type=str),
+      e=input_box(2), c=checkbox(False), s=selector(["p", "q", "z"], buttons=True),
+      d=selector(["red", "green", "blue"]), rad=selector([1, 2], selector_type="radio"),
+      col=color_selector("#ff0000"), b=button("Go", value="hit", default="idle"),
+      bb=button_bar([(1, "+1"), (-1, "-1")], default=0), h=text_control("<b>note</b>")):
+    print(f"x={x} r={r} t={t} e={e} c={c} s={s} d={d} rad={rad} col={col} b={b} bb={bb}")
+"""
+
+
+def out(page):
+    return page.locator(".interact-output").first
+
+
+def test_each_control_renders_and_reruns(harness):
+    page = harness
+    run(page, ALL_CONTROLS)
+    o = out(page)
+    wait_text(o, "x=0 r=(2, 5) t=hi e=2 c=False s=p d=red rad=1 col=#ff0000 b=idle bb=0")
+    assert page.locator(".interact-control-h b", has_text="note").count() == 1
+
+    page.locator(".interact-control-x .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(o, "x=1 ")
+    page.locator(".interact-control-r .noUi-handle").last.focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(o, "r=(2, 6)")
+    box = page.locator(".interact-control-t input")
+    box.fill("hello there")
+    box.press("Enter")
+    wait_text(o, "t=hello there")
+    e = page.locator(".interact-control-e input")
+    e.fill("6*7")
+    e.press("Enter")
+    wait_text(o, "e=42")
+    page.locator(".interact-control-c input[type=checkbox]").check()
+    wait_text(o, "c=True")
+    page.locator(".interact-control-s button", has_text="q").click()
+    wait_text(o, "s=q")
+    page.locator(".interact-control-d select").select_option(label="blue")
+    wait_text(o, "d=blue")
+    page.locator(".interact-control-rad input[type=radio]").nth(1).check()
+    wait_text(o, "rad=2")
+    page.locator(".interact-control-col input[type=text]").fill("#00ff00")
+    page.locator(".interact-control-col input[type=text]").press("Enter")
+    wait_text(o, "col=#00ff00")
+    page.locator(".interact-control-b button", has_text="Go").click()
+    wait_text(o, "b=hit bb=0")
+    page.locator(".interact-control-bb button", has_text="-1").click()
+    wait_text(o, "b=idle bb=-1")
+    page.screenshot(path=str(_artifact("interact-all-controls.png")), full_page=True)
+
+
+def test_attribute_set_from_later_evaluation_moves_slider(harness):
+    page = harness
+    run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 10)):\n    print('x is', x)\n")
+    wait_text(out(page), "x is 0")
+    area = run(page, "f.x = 5\nprint('done')")
+    wait_text(area, "done")
+    wait_text(out(page), "x is 5")
+    readout = page.locator(".interact-control-x .widget-readout")
+    page.wait_for_function("el => el.innerText.trim() === '5'", arg=readout.element_handle())
+    assert "x is" not in area.inner_text()  # the interact's output stays in its own area
+
+
+def test_auto_update_false_waits_for_update(harness):
+    page = harness
+    run(page, "from cellserver.interacts import *\n@interact\ndef f(n=slider(0, 10), auto_update=False):\n    print('n =', n)\n")
+    o = out(page)
+    wait_text(o, "n = 0")
+    page.locator(".interact-control-n .noUi-handle").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    time.sleep(0.5)
+    assert o.inner_text().strip() == "n = 0"
+    page.locator(".interact-control-auto_update button", has_text="Update").click()
+    wait_text(o, "n = 3")
+
+
+def test_input_grid_submits(harness):
+    page = harness
+    run(page, "from cellserver.interacts import *\n@interact\ndef f(m=input_grid(2, 2, default=[[1, 2], [3, 4]], label='M')):\n"
+              "    print('det', m[0][0] * m[1][1] - m[0][1] * m[1][0])\n")
+    o = out(page)
+    wait_text(o, "det -2")
+    cells = page.locator(".interact-control-m input")
+    assert cells.count() == 4
+    cells.nth(0).fill("5")
+    cells.nth(3).fill("2*3")
+    time.sleep(0.3)
+    assert "det -2" in o.inner_text()
+    page.locator(".interact-control-m button", has_text="Submit").click()
+    wait_text(o, "det 24")
+
+
+def test_nested_layout_and_nested_interact(harness):
+    page = harness
+    run(page, """from cellserver.interacts import *
+@interact(layout=[["a", [["b"], ["c"]]], ["_output"], ["d"]])
+def f(a=slider(1, 3), b=checkbox(True), c="cc", d=selector(["u", "v"])):
+    print("outer", a, b, c, d)
+    @interact
+    def g(k=slider(0, a)):
+        print("inner", k)
+""")
+    outer = page.locator(".sagecell-interact").first
+    wait_text(outer, "outer 1 True cc u")
+    wait_text(outer, "inner 0")
+    # a and the (b, c) column share the first row; the output comes before d.
+    first_row = outer.locator(":scope > .interact-row").first
+    assert first_row.locator(".interact-control-a").count() == 1
+    assert first_row.locator(".interact-control-b").count() == 1
+    assert first_row.locator(".interact-control-c").count() == 1
+    order = page.evaluate("""() => {
+        const root = document.querySelector('.sagecell-interact');
+        return Array.from(root.children).map(c => c.className);
+    }""")
+    assert "interact-output" in order[1] and "interact-control-d" in order[2]
+    inner_slider = outer.locator(".interact-output .interact-control-k .noUi-handle")
+    inner_slider.focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(outer.locator(".interact-output .interact-output"), "inner 1")
+    page.locator(".interact-control-a .noUi-handle").first.focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(outer, "outer 2 True cc u")
+    assert page.locator(".interact-control-k").count() == 1  # the old inner interact was replaced
+    page.screenshot(path=str(_artifact("interact-nested-layout.png")), full_page=True)
+
+
+def test_survives_fifty_quick_moves(harness):
+    page = harness
+    run(page, "from cellserver.interacts import *\nimport time\n@interact\ndef f(x=slider(0, 100)):\n"
+              "    time.sleep(0.005)\n    print('value', x)\n")
+    o = out(page)
+    wait_text(o, "value 0")
+    page.locator(".interact-control-x .noUi-handle").focus()
+    for _ in range(50):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("el => el.innerText.trim() === 'value 50'", arg=o.element_handle(), timeout=20000)
+    time.sleep(0.3)
+    assert o.inner_text().strip() == "value 50"
+
+
+def test_errors_shown_and_cleared(harness):
+    page = harness
+    run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 3)):\n    print('inv', 1 / x)\n")
+    o = out(page)
+    wait_text(o, "ZeroDivisionError")
+    page.locator(".interact-control-x .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(o, "inv 1.0")
+    assert "ZeroDivisionError" not in o.inner_text()
+
+
+def test_ipympl_figure_zooms(harness):
+    page = harness
+    run(page, "%matplotlib widget\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
+              "ax.plot(range(10), [i * i for i in range(10)])\nplt.show()\n")
+    canvas = page.locator(".jupyter-matplotlib-canvas-div canvas").last
+    canvas.wait_for(timeout=15000)
+    before = run(page, "print('XLIM', ax.get_xlim())")
+    wait_text(before, "XLIM")
+    canvas.hover()
+    page.locator(".jupyter-matplotlib-toolbar button[title^='Zoom to rectangle']").click()
+    bb = canvas.bounding_box()
+    x0, y0 = bb["x"] + bb["width"] * 0.3, bb["y"] + bb["height"] * 0.3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 60, y0 + 40, steps=5)
+    page.mouse.up()
+    deadline = time.monotonic() + 10
+    while True:
+        after = run(page, "print('XLIM', ax.get_xlim())")
+        wait_text(after, "XLIM")
+        if after.inner_text() != before.inner_text() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert after.inner_text() != before.inner_text(), "the zoom did not reach the kernel"
+
+
+def test_kernel_end_shows_disconnected_and_disables_controls(harness, cellserver):
+    page = harness
+    run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 10)):\n    print('x', x)\n")
+    wait_text(out(page), "x 0")
+    status = page.evaluate("() => fetch(window.SERVER + 'kernel/' + window.kernelId, {method: 'DELETE'}).then(r => r.status)")
+    assert status in (200, 204)
+    page.wait_for_selector(".cellstack-widgets-note", timeout=15000)
+    assert "Disconnected" in page.locator(".cellstack-widgets-note").first.inner_text()
+    page.wait_for_function("() => document.querySelector('.interact-control-x .slider')"
+                           ".hasAttribute('disabled')", timeout=5000)
+
+
+def _artifact(name):
+    from tests.support.procs import ARTIFACTS
+    d = ARTIFACTS / "widgets"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / name
