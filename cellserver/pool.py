@@ -59,6 +59,12 @@ class ProviderProcess(protocol.ProcessProtocol):
         if self.alive and self.transport is not None:
             self.transport.write(P.encode(command))
 
+    def _close_pipes(self) -> None:
+        try:
+            self.transport.loseConnection()
+        except Exception:
+            self._log.failure("closing the kernel provider's pipes")
+
     def outReceived(self, data: bytes) -> None:
         try:
             lines = self.lines.feed(data)
@@ -82,10 +88,9 @@ class ProviderProcess(protocol.ProcessProtocol):
         # Not processEnded: that also waits for every copy of the pipes to close,
         # and a process a kernel left behind may hold one.
         self.alive = False
-        try:
-            self.transport.loseConnection()
-        except Exception:
-            self._log.failure("closing the kernel provider's pipes")
+        # Read what is still in the pipes (a dying provider's last words) for a
+        # moment, then close them.
+        self.pool.reactor.callLater(1.0, self._close_pipes)
         self.pool._provider_ended(self, reason.value)
         self.ended.callback(None)
 
