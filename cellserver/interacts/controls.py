@@ -31,6 +31,8 @@ def closest_index(values: list, value) -> int:
     """Index of ``value`` in ``values``, else of the nearest number; 0 for None."""
     if value is None:
         return 0
+    if isinstance(values, range) and _is_number(value):
+        return int(clamp(round((value - values.start) / values.step), 0, len(values) - 1))
     for i, v in enumerate(values):
         try:
             if v == value:
@@ -49,6 +51,8 @@ def clamp(v: float, lo: float, hi: float) -> float:
 
 def int_progression(values: list) -> int | None:
     """The step if ``values`` are ints in increasing arithmetic progression."""
+    if isinstance(values, range):
+        return values.step if values.step > 0 else None
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return None
     step = values[1] - values[0]
@@ -317,7 +321,10 @@ class DiscreteSlider(Control):
 
     def __init__(self, values=(0, 1), default=None, range_slider=False, display_value=True, label=None):
         super().__init__(label)
-        self.values = take(MAX_VALUES, values) if isinstance(values, GeneratorType) else list(values)
+        if isinstance(values, range):
+            self.values = values          # any length: an IntSlider needs no list
+        else:
+            self.values = take(MAX_VALUES, values) if isinstance(values, GeneratorType) else list(values)
         if len(self.values) < 2:
             raise ValueError("discrete slider must have at least 2 values")
         self.range_slider = range_slider
@@ -612,6 +619,13 @@ def _values_list(vmin, vmax, step_size) -> list:
         return take(MAX_VALUES, vmin) if isinstance(vmin, GeneratorType) else list(vmin)
     if vmax is None:
         vmin, vmax = 0, vmin
+    if vmin > vmax:
+        vmin, vmax = vmax, vmin
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (vmin, vmax))
+    if ints and (step_size is None or (isinstance(step_size, int) and step_size > 0)):
+        step = step_size or 1
+        if (vmax - vmin) % step == 0:
+            return range(vmin, vmax + 1, step)
     if step_size is None or step_size <= 0:
         if step_size is not None:
             raise ValueError("invalid negative step size -- step size must be positive")

@@ -50,7 +50,7 @@ def automatic_control(control, var: str | None = None) -> C.Control:
     if C._is_number(control):
         if isinstance(control, int):
             lo, hi = _number_range(control)
-            return C.DiscreteSlider(list(range(lo, hi + 1)), default=control, label=label)
+            return C.DiscreteSlider(range(lo, hi + 1), default=control, label=label)
         lo, hi = _number_range(float(control))
         return C.ContinuousSlider((lo, hi), default=control, label=label)
     if isinstance(control, list):

@@ -28,7 +28,7 @@ def test_tuples_give_sliders():
     c = automatic_control((0, 1))
     assert isinstance(c, C.ContinuousSlider) and c.interval == (0.0, 1.0) and c.default == 0.0
     d = automatic_control((0, 10, 2))
-    assert isinstance(d, C.DiscreteSlider) and d.values == [0, 2, 4, 6, 8, 10] and d.step == 2
+    assert isinstance(d, C.DiscreteSlider) and list(d.values) == [0, 2, 4, 6, 8, 10] and d.step == 2
     e = automatic_control((1, 5, 7, 9))
     assert isinstance(e, C.DiscreteSlider) and e.values == [1, 5, 7, 9] and e.step is None
     g = automatic_control(x for x in "abc")
@@ -69,8 +69,11 @@ def test_color_and_array():
 
 
 def test_slider_compat_forms():
-    assert C.slider(0, 10).values == list(range(11))
-    assert C.slider(0, 10, 5).values == [0, 5, 10]
+    assert list(C.slider(0, 10).values) == list(range(11))
+    assert list(C.slider(0, 10, 5).values) == [0, 5, 10]
+    big = C.slider(0, 100000)  # a range, not a list: any length
+    assert big.step == 1 and len(big.values) == 100001 and C.closest_index(big.values, 99999.6) == 100000
+    assert C.closest_index(big.values, -5) == 0
     assert C.slider(0, 1, 0.25).values == [0, 0.25, 0.5, 0.75, 1]
     assert C.slider(0, 10, 3).values == [0, 3, 6, 9, 10]
     assert C.slider(["a", "b"]).values == ["a", "b"]
