@@ -88,3 +88,22 @@ def test_layout_paths_are_short_and_distinct():
     layout.check_sock_dir("/tmp/cs-" + "n" * 31 + "/sock/0123abcd")
     with pytest.raises(ValueError, match="under 107"):
         layout.check_sock_dir("/" + "d" * 103)
+
+
+def test_options_work_from_a_toml_config_file(tmp_path):
+    from deploy.nodeconfig import NodeOptions
+
+    class CellOpts(NodeOptions):
+        section = "cellserver"
+        optParameters = PROVIDER_OPTIONS
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[cellserver]\nready-kernels = 1\npreload = ["numpy", "json"]\n'
+                   '[cellserver.nodes.c2]\nmax-kernels = 5\n')
+    o = CellOpts()
+    o.parseOptions(["--config", str(cfg), "--node", "c2", "--ready-kernels", "2"])
+    s = provider_settings_from_options(o)
+    assert (s.ready_kernels, s.max_kernels, s.preload) == (2, 5, ("numpy", "json"))
+    cfg.write_text('[cellserver]\nmax-kernels = 0\n')
+    with pytest.raises(usage.UsageError, match="max-kernels must be at least 1"):
+        CellOpts().parseOptions(["--config", str(cfg)])
