@@ -19,6 +19,7 @@ Prints a table (count, errors, p50/p90/p99, throughput) and the kernel start
 times; traffic only to loopback, bounded by ``--moves`` and ``--timeout``.
 
     python -m loadtest.interact_bench --url http://127.0.0.1:8101/ --moves 300
+    python -m loadtest.interact_bench --pool --moves 300     # kernel side only: no HTTP, no websocket
     python -m loadtest.interact_bench --url http://127.0.0.1:8101/ --users 20 --interval 1 --moves 30
 """
 from __future__ import annotations
@@ -147,10 +148,69 @@ async def one_user(run: Run, http, tls_options, delay: float) -> None:
                 pass
 
 
+class PoolSocket:
+    """``--pool``: the same conversation straight to a kernel of an in-process
+    KernelPoolService (what the cell server relays), to separate the kernel's
+    share of the round trip from the server's and the websocket's."""
+
+    def __init__(self, kernel):
+        from loadtest.sessions import KernelSocket
+        self._ks = KernelSocket()
+        self.kernel = kernel
+        self.proto = None
+        self.closed = None
+        kernel.add_listener(lambda m: self.feed({
+            "header": m.header, "parent_header": m.parent_header, "content": m.content()}))
+
+    def feed(self, msg):
+        self._ks.feed(msg)
+
+    @property
+    def waiters(self):
+        return self._ks.waiters
+
+    def wait_for(self, pred, reactor, timeout):
+        return self._ks.wait_for(pred, reactor, timeout)
+
+    def send(self, msg):
+        msg = dict(msg)
+        channel = msg.pop("channel", "shell")
+        self.kernel.send(channel, msg)
+
+
+async def pool_user(run: Run) -> None:
+    import tempfile
+    from cellserver.pool import KernelPoolService
+    from cellserver.provider_settings import DEFAULT_PRELOAD, ProviderSettings
+
+    pool = KernelPoolService(run.reactor, ProviderSettings(
+        runtime_dir=tempfile.mkdtemp(prefix="csbench-", dir="/tmp"), ready_kernels=1, max_kernels=2,
+        preload=tuple(DEFAULT_PRELOAD) + ("cellserver.interacts",)), "bench")
+    pool.startService()
+    try:
+        started = run.now()
+        kernel = await pool.take()
+        run.record("kernel start", started, True)
+        ks = PoolSocket(kernel)
+        session = uuid.uuid4().hex
+        t = run.now()
+        slider_id, output_id = await set_up_interact(run, ks, session)
+        run.record("interact created", t, True)
+        for i in range(run.args.moves):
+            if not await move(run, ks, session, slider_id, output_id, (i * 7919) % 100000 + 1):
+                break
+        await kernel.shutdown("bench over")
+    finally:
+        await pool.stopService()
+
+
 async def main_async(reactor, args) -> Run:
     from twisted.internet.defer import gatherResults, Deferred
 
     run = Run(reactor, args)
+    if args.pool:
+        await pool_user(run)
+        return run
     http, tls_options, pool = make_clients(reactor, args)
     users = [Deferred.fromCoroutine(one_user(run, http, tls_options, i * args.ramp_up / max(args.users, 1)))
              for i in range(args.users)]
@@ -161,7 +221,9 @@ async def main_async(reactor, args) -> Run:
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="loadtest.interact_bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--url", required=True, help="cell server or edge base URL (loopback only)")
+    ap.add_argument("--url", help="cell server or edge base URL (loopback only)")
+    ap.add_argument("--pool", action="store_true",
+                    help="no server: one kernel of an in-process kernel pool (the kernel's share)")
     ap.add_argument("--cafile", help="CA certificate to trust for https")
     ap.add_argument("--users", type=int, default=1, help="simulated users, each with its own kernel")
     ap.add_argument("--moves", type=int, default=200, help="slider moves per user")
@@ -170,7 +232,12 @@ def parse_args(argv):
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--json", help="write the samples here")
     args = ap.parse_args(argv)
-    if not args.url.endswith("/"):
+    if args.pool:
+        args.url = args.url or "pool:"
+        args.users = 1
+    elif not args.url:
+        ap.error("give --url (or --pool)")
+    elif not args.url.endswith("/"):
         args.url += "/"
     if args.users < 1 or args.moves < 1 or args.users > 500 or args.moves > 100000:
         ap.error("--users must be 1..500 and --moves 1..100000")
@@ -183,7 +250,8 @@ def main(argv=None) -> int:
     from twisted.internet.defer import Deferred
 
     args = parse_args(argv)
-    check_loopback(args.url)
+    if not args.pool:
+        check_loopback(args.url)
     result = {}
 
     def done(run):
