@@ -40,7 +40,11 @@ async def start_pool(**kw) -> KernelPoolService:
     kw.setdefault("ready_kernels", 2)
     pool = KernelPoolService(reactor(), ProviderSettings(runtime_dir=runtime, **kw), "it")
     pool.startService()
-    await wait_for(lambda: pool.stats().ready >= min(1, kw["ready_kernels"]), 30, "a ready kernel")
+    try:
+        await wait_for(lambda: pool.stats().ready >= min(1, kw["ready_kernels"]), 30, "a ready kernel")
+    except BaseException:
+        await stop_pool(pool)
+        raise
     return pool
 
 
