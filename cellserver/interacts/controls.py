@@ -185,6 +185,19 @@ class Control:
     def reset(self) -> None:
         """Called after every update (buttons forget they were clicked)."""
 
+    # JSON-able state for permalinks (the widget's own value by default);
+    # None: nothing worth keeping (buttons, HTML).
+    def raw_state(self):
+        w = getattr(self, "_w", None)
+        if w is None or not hasattr(w, "value"):
+            return None
+        v = w.value
+        return list(v) if isinstance(v, tuple) else v
+
+    def set_raw_state(self, state) -> None:
+        w = self._w
+        w.value = tuple(state) if isinstance(w.value, tuple) else state
+
     def disable(self, disabled: bool = True) -> None:
         for w in _walk(self.widget):
             if hasattr(w, "disabled"):
@@ -494,6 +507,12 @@ class InputGrid(Control):
         rows = [[self._element(t) for t in row] for row in self._submitted]
         return self.adapter(rows) if self.adapter is not None else rows
 
+    def raw_state(self):
+        return [row[:] for row in self._submitted]
+
+    def set_raw_state(self, state) -> None:
+        self.set([[str(v) for v in row] for row in state])
+
     def set(self, value):
         texts = self.texts(value)
         for row, trow in zip(self._cells, texts):
@@ -525,6 +544,9 @@ class Button(Control):
     def _on_click(self, _button):
         self.clicked = True
         self._changed()
+
+    def raw_state(self):
+        return None
 
     def get(self):
         return self.clicked_value if self.clicked else self.default_value
@@ -578,6 +600,9 @@ class ButtonBar(Control):
         self.clicked = i
         self._changed()
 
+    def raw_state(self):
+        return None
+
     def get(self):
         return self.default_value if self.clicked is None else self.values[self.clicked]
 
@@ -601,6 +626,9 @@ class HtmlBox(Control):
     def _build(self):
         self._w = W.HTMLMath(value=self.default)
         return self._w
+
+    def raw_state(self):
+        return None
 
     def get(self):
         return self._w.value

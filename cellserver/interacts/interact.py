@@ -17,7 +17,9 @@ control, ``del f.x`` removes one.
 from __future__ import annotations
 
 import inspect
+import json
 import sys
+import weakref
 from typing import Any, Callable
 
 import ipywidgets as W
@@ -32,6 +34,8 @@ from .layout import COLUMN, OUTPUT, plan
 MAX_RERUNS = 10  # changes made while the function runs cause at most this many reruns
 
 _running: list["_Interact"] = []  # interacts whose function is running (nesting)
+_top_level: list = []             # weak references to the top-level interacts, in order
+_pending_states: list[dict] = []  # states from a permalink, for the next top-level interacts
 
 
 class _Interact:
@@ -210,6 +214,30 @@ class _Interact:
         c.close()
         self.request_update()
 
+    def raw_state(self) -> dict[str, Any]:
+        """JSON-able control values (for permalinks)."""
+        out = {}
+        for n, c in self.controls.items():
+            v = c.raw_state()
+            if v is not None:
+                out[n] = v
+        return out
+
+    def apply_raw_state(self, state: dict) -> None:
+        """Set controls from ``raw_state()`` output; bad entries are skipped."""
+        self._silent += 1
+        try:
+            for n, v in state.items():
+                c = self.controls.get(n)
+                if c is None:
+                    continue
+                try:
+                    c.set_raw_state(v)
+                except Exception:  # noqa: BLE001 - a stale permalink must not break the interact
+                    pass
+        finally:
+            self._silent -= 1
+
     def state(self) -> dict[str, Any]:
         return {n: c.get() for n, c in self.controls.items() if not isinstance(c, (C.Button, C.ButtonBar))}
 
@@ -359,6 +387,11 @@ def interact(f=None, controls=None, update=None, layout=None, locations=None, ou
     it = _Interact(f, ctrls, layout, pass_proxy=pass_proxy,
                    params={p.name for p in params}, var_kwargs=var_kwargs, update=update,
                    output=output, readonly=readonly, automatic_labels=automatic_labels)
+    if not _running:
+        _top_level[:] = [r for r in _top_level if r() is not None and not r().closed]
+        _top_level.append(weakref.ref(it))
+        if _pending_states:
+            it.apply_raw_state(_pending_states.pop(0))
     it.run()
     display(it.root)
     return it.proxy
@@ -368,3 +401,21 @@ def html(obj) -> None:
     """Show ``obj`` (a string) as HTML, as Sage's ``html()`` does."""
     from IPython.display import HTML
     display(HTML(str(obj)))
+
+
+def snapshot() -> str:
+    """The control values of this kernel's live top-level interacts, as the
+    JSON list a permalink's ``interacts`` holds (one object per interact)."""
+    live = [r() for r in _top_level]
+    return json.dumps([it.raw_state() for it in live if it is not None and not it.closed])
+
+
+def restore(states) -> None:
+    """Give the next top-level interacts these values (a permalink's
+    ``interacts``: a JSON list, or its text), before their first run."""
+    if isinstance(states, str):
+        states = json.loads(states) if states.strip() else []
+    if not isinstance(states, list) or not all(isinstance(s, dict) for s in states):
+        raise ValueError("interacts state must be a list of objects")
+    _pending_states[:] = list(states)
+

@@ -272,3 +272,36 @@ def test_colors_are_strings_with_rgb(wire):
     def f(c=Color("#ff0000")):
         print(c.rgb())
     assert text_of(f) == "(1.0, 0.0, 0.0)\n"
+
+
+def test_snapshot_and_restore_for_permalinks(wire):
+    import json
+
+    from cellserver.interacts import restore, snapshot
+    from cellserver.interacts.interact import _top_level
+    _top_level.clear()
+
+    @interact
+    def f(x=slider(0, 10), d=selector(["a", "b"]), g=input_grid(1, 2, default=0), b=button("Go")):
+        print(x, d, g)
+    f.x = 4
+    browser_set(widget(f, "d"), index=1)
+    grid = f._interact.controls["g"]
+    browser_set(grid._cells[0][1], value="9")
+    browser_click(grid._submit)
+    snap = json.loads(snapshot())
+    assert snap == [{"x": 4, "d": 1, "g": [["0", "9"]]}]
+
+    restore(json.dumps(snap + [{"y": True, "nope": 1}]))
+
+    @interact
+    def f2(x=slider(0, 10), d=selector(["a", "b"]), g=input_grid(1, 2, default=0), b=button("Go")):
+        print(x, d, g)
+    assert text_of(f2) == "4 b [[0, 9]]\n" and f2._interact.runs == 1
+
+    @interact
+    def f3(y=False, z=slider(0, 3, default=2)):
+        print(y, z)
+    assert text_of(f3) == "True 2\n"
+    with pytest.raises(ValueError):
+        restore('{"not": "a list"}')
