@@ -141,6 +141,8 @@ class ZmqKernel:
         """The process group is gone and the directories removed."""
         if self.ended_reason is not None:
             return
+        for s in self._socks.values():
+            s.pump()                # best effort: deliver what the kernel sent before it died
         self.ended_reason = self._shutdown_reason or reason
         for s in self._socks.values():
             s.close()
