@@ -22,6 +22,11 @@ import { HTMLManager } from '@jupyter-widgets/html-manager/lib/htmlmanager';
 import '@jupyter-widgets/controls/css/widgets-base.css';
 import '@jupyter-widgets/html-manager/css/output.css';
 import '@lumino/widgets/style/index.css';
+// Icons of widget buttons and of the ipympl toolbar (Font Awesome 4 names).
+import '@fortawesome/fontawesome-free/css/fontawesome.min.css';
+import '@fortawesome/fontawesome-free/css/solid.min.css';
+import '@fortawesome/fontawesome-free/css/regular.min.css';
+import '@fortawesome/fontawesome-free/css/v4-shims.min.css';
 import './cellstack-widgets.css';
 
 // The stylesheet esbuild writes beside the bundle (widgets.css) is loaded by
