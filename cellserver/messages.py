@@ -1,0 +1,144 @@
+"""Websocket frames <-> Jupyter messages, and what a client may send.  Pure.
+
+Client frames are JSON text: a Jupyter message plus ``channel``
+(ARCHITECTURE section 3).  ``parse_client_frame`` either returns the channel
+and the message to hand to the kernel, or raises ``FrameError`` with the
+websocket close code and a reason the client can read.
+
+Frames to the client are built from the kernel's raw JSON parts without
+re-encoding them (parent headers stay byte-for-byte what the kernel sent);
+``msg_type`` and ``msg_id`` are added at the top level as Jupyter server does.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from cellserver.kernels import KernelMessage
+
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009
+CLOSE_UNKNOWN_KERNEL = 4004
+CLOSE_BAD_FRAME = 4400
+CLOSE_TIMEOUT = 4408
+CLOSE_LIMIT = 4413
+CLOSE_KERNEL_DIED = 4500
+CLOSE_SHUTTING_DOWN = 4503
+
+SHELL_TYPES = frozenset({
+    "execute_request", "complete_request", "inspect_request", "kernel_info_request",
+    "comm_open", "comm_msg", "comm_close", "comm_info_request", "history_request",
+    "is_complete_request",
+})
+CONTROL_TYPES = frozenset({"interrupt_request", "kernel_info_request"})
+ALLOWED = {"shell": SHELL_TYPES, "control": CONTROL_TYPES}
+
+
+class FrameError(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def parse_client_frame(payload: bytes | str, max_code: int) -> tuple[str, dict[str, Any]]:
+    """Validate one client frame; return (channel, message) or raise FrameError."""
+    try:
+        frame = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FrameError(CLOSE_BAD_FRAME, f"frame is not valid JSON: {str(e)[:80]}")
+    if not isinstance(frame, dict):
+        raise FrameError(CLOSE_BAD_FRAME, "frame must be a JSON object (a Jupyter message)")
+    channel = frame.get("channel")
+    if channel not in ALLOWED:
+        raise FrameError(CLOSE_BAD_FRAME, f"unknown channel {str(channel)[:40]!r}: use shell or control")
+    header = frame.get("header")
+    if not isinstance(header, dict):
+        raise FrameError(CLOSE_BAD_FRAME, "message has no header object")
+    msg_type = header.get("msg_type")
+    msg_id = header.get("msg_id")
+    if not isinstance(msg_id, str) or not msg_id or len(msg_id) > 200:
+        raise FrameError(CLOSE_BAD_FRAME, "header.msg_id must be a non-empty string")
+    if msg_type not in ALLOWED[channel]:
+        raise FrameError(CLOSE_BAD_FRAME, f"message type {str(msg_type)[:40]!r} is not accepted on {channel}")
+    content = frame.get("content", {})
+    if not isinstance(content, dict):
+        raise FrameError(CLOSE_BAD_FRAME, "content must be a JSON object")
+    for part in ("parent_header", "metadata"):
+        if not isinstance(frame.get(part, {}), dict):
+            raise FrameError(CLOSE_BAD_FRAME, f"{part} must be a JSON object")
+    if msg_type == "execute_request":
+        code = content.get("code")
+        if not isinstance(code, str):
+            raise FrameError(CLOSE_BAD_FRAME, "execute_request needs content.code (a string)")
+        if len(code) > max_code:
+            raise FrameError(CLOSE_LIMIT, f"code is {len(code)} characters; the limit is {max_code}")
+        # No stdin channel is relayed: input() must fail at once, not hang.
+        content = {**content, "allow_stdin": False}
+    message = {
+        "header": header,
+        "parent_header": frame.get("parent_header", {}),
+        "metadata": frame.get("metadata", {}),
+        "content": content,
+    }
+    return channel, message
+
+
+def kernel_frame(msg: KernelMessage) -> bytes:
+    """The websocket text frame for a kernel message: raw parts, plus channel."""
+    return b"".join((
+        b'{"channel":', json.dumps(msg.channel).encode(),
+        b',"msg_type":', json.dumps(msg.msg_type).encode(),
+        b',"msg_id":', json.dumps(msg.header.get("msg_id", "")).encode(),
+        b',"header":', msg.raw_header,
+        b',"parent_header":', msg.raw_parent_header,
+        b',"metadata":', msg.raw_metadata,
+        b',"content":', msg.raw_content,
+        b"}",
+    ))
+
+
+def _header(msg_type: str, session: str = "cellserver") -> dict[str, Any]:
+    return {
+        "msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "cellserver",
+        "session": session, "version": "5.3",
+        "date": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def server_frame(channel: str, msg_type: str, parent_header: dict, content: dict) -> bytes:
+    """A message the cell server itself sends to the client (dead status, aborts, notices)."""
+    header = _header(msg_type)
+    return json.dumps({
+        "channel": channel, "msg_type": msg_type, "msg_id": header["msg_id"], "header": header,
+        "parent_header": parent_header, "metadata": {}, "content": content,
+    }, separators=(",", ":")).encode()
+
+
+def dead_status(reason: str) -> bytes:
+    return server_frame("iopub", "status", {}, {"execution_state": "dead", "reason": reason})
+
+
+def aborted_reply(parent_header: dict, reason: str) -> bytes:
+    return server_frame("shell", "execute_reply", parent_header,
+                        {"status": "aborted", "execution_count": None, "reason": reason})
+
+
+def truncation_notice(parent_header: dict, limit: int) -> bytes:
+    return server_frame("iopub", "stream", parent_header, {
+        "name": "stderr",
+        "text": f"\n[output truncated: this execution produced more than {limit} bytes of output; "
+                f"the rest is not shown]\n",
+    })
+
+
+def interrupt_request() -> dict[str, Any]:
+    return {"header": _header("interrupt_request"), "parent_header": {}, "metadata": {}, "content": {}}
+
+
+def execute_request(code: str, user_expressions: dict | None = None) -> dict[str, Any]:
+    return {"header": _header("execute_request"), "parent_header": {}, "metadata": {}, "content": {
+        "code": code, "silent": False, "store_history": False, "allow_stdin": False,
+        "user_expressions": user_expressions or {}, "stop_on_error": True}}

@@ -1,0 +1,85 @@
+"""Evaluating again while the kernel is busy.  Pure.
+
+The plans: "pressing evaluate multiple times really fast hangs things".
+ipykernel aborts requests queued behind one that failed (an interrupted
+execution is a failure), so simply forwarding a second ``execute_request``
+while the first runs loses it.  Instead, per kernel:
+
+- nothing running: send the request;
+- one running: interrupt it (control ``interrupt_request``) and hold the
+  new request; a request already held is superseded and answered with an
+  explicit ``aborted`` reply;
+- the running one finished (its ``status: idle``): send the held one.
+
+So any number of fast presses ends with every request answered (a reply or
+an explicit abort) and the last one run.  ``Scheduler`` returns actions for
+the adapter to carry out; it never touches a socket.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Send:
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    pass
+
+
+@dataclass(frozen=True)
+class Abort:
+    message: dict[str, Any]     # the superseded request (its header is the reply's parent)
+
+
+@dataclass
+class Scheduler:
+    running: str | None = None              # msg_id of the execute_request in the kernel
+    held: dict[str, Any] | None = None
+    interrupting: bool = False
+    executions: int = field(default=0)
+
+    def execute(self, message: dict[str, Any]) -> list:
+        """A client's execute_request arrived."""
+        msg_id = message["header"]["msg_id"]
+        if self.running is None:
+            self.running = msg_id
+            self.executions += 1
+            return [Send(message)]
+        actions: list = []
+        if self.held is not None:
+            actions.append(Abort(self.held))
+        self.held = message
+        if not self.interrupting:
+            self.interrupting = True
+            actions.append(Interrupt())
+        return actions
+
+    def idle(self, parent_msg_id: str | None) -> list:
+        """The kernel published ``status: idle`` for ``parent_msg_id``."""
+        if parent_msg_id is None or parent_msg_id != self.running:
+            return []
+        self.running = None
+        self.interrupting = False
+        if self.held is None:
+            return []
+        message, self.held = self.held, None
+        self.running = message["header"]["msg_id"]
+        self.executions += 1
+        return [Send(message)]
+
+    def abandon(self) -> list:
+        """The kernel ended: the held request (if any) gets an explicit abort."""
+        actions = [Abort(self.held)] if self.held is not None else []
+        self.held = None
+        self.running = None
+        self.interrupting = False
+        return actions
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None

@@ -1,0 +1,138 @@
+"""``twistd cellserver``: options and the one place the cell server is wired.
+
+    twistd -n cellserver --listen tcp:8101:interface=127.0.0.1 --node c1
+
+Every option has a default, so the node runs with no config file; any of
+them can come from the ``[cellserver]`` table of a TOML file (``--config``).
+``Options.postOptions`` validates everything and builds a frozen
+``CellServerSettings``; ``makeService`` is the only code that sees options.
+"""
+from __future__ import annotations
+
+from twisted.application import service, strports
+from twisted.logger import Logger
+from twisted.python import usage
+
+from cellserver.provider_settings import PROVIDER_OPTIONS, provider_settings_from_options
+from cellserver.settings import CellServerSettings
+from deploy.clientip import parse_networks
+from deploy.nodeconfig import NodeOptions, check_endpoints, positive_float, positive_int
+
+_log = Logger(namespace="cellserver")
+_D = CellServerSettings.__dataclass_fields__
+
+
+class Options(NodeOptions):
+    section = "cellserver"
+    default_listen = ["tcp:8101:interface=127.0.0.1"]
+    longdesc = ("A cell server: hands out pre-started sandboxed Jupyter kernels and relays their "
+                "messages with SageMathCell's API (POST /kernel, websocket /kernel/<id>/channels, "
+                "POST /service). --listen may be repeated.")
+
+    optParameters = [
+        ["idle-cap", None, _D["idle_cap"].default,
+         "Longest idle timeout (s) a client may ask for with timeout=; also the idle limit of kernels with interacts.",
+         positive_float("idle-cap", minimum=1)],
+        ["lifespan", None, _D["lifespan"].default, "Hard limit (s) on a kernel's life.",
+         positive_float("lifespan", minimum=1)],
+        ["connect-grace", None, _D["connect_grace"].default,
+         "Seconds after POST /kernel within which a websocket must connect, or the kernel is reclaimed.",
+         positive_float("connect-grace", minimum=0.1)],
+        ["service-wall", None, _D["service_wall"].default, "Wall-clock limit (s) of a /service computation.",
+         positive_float("service-wall", minimum=0.1)],
+        ["kernels-per-session", None, _D["per_session"].default,
+         "Live kernels allowed per CellSessionID (then 429).", positive_int("kernels-per-session")],
+        ["output-cap", None, _D["output_cap"].default,
+         "Bytes of output one execution may send; the rest is dropped with a notice.",
+         positive_int("output-cap", minimum=1000)],
+        ["max-frame", None, _D["max_frame"].default, "Largest websocket message (bytes) a client may send.",
+         positive_int("max-frame", minimum=1000)],
+        ["max-code", None, _D["max_code"].default, "Longest code (characters) accepted.",
+         positive_int("max-code", minimum=1)],
+        ["max-body", None, _D["max_body"].default, "Largest HTTP request body (bytes).",
+         positive_int("max-body", minimum=1000)],
+        ["tos", None, None, "HTML file with terms of service; when set, computations need accepted_tos=true."],
+        ["computation-log", None, None, "Append one JSON line per computation here ('-': stdout)."],
+        ["trusted-proxies", None, "",
+         "Comma-separated addresses/networks whose X-Forwarded-For/-Proto are believed (the edge)."],
+        ["static-dir", None, "", "Directory of the page's assets (default: the installed cellserver/static)."],
+        ["permalink-url", None, None, "permalinkd base URL the page uses to look up ?q= ids."],
+    ] + PROVIDER_OPTIONS
+
+    def postOptions(self):
+        from twisted.internet import reactor
+
+        node = self.node_name("c1")
+        check_endpoints(reactor, self["listen"])
+        try:
+            trusted = parse_networks(self["trusted-proxies"].split(","))
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxies: {e}")
+        tos_html = None
+        if self["tos"]:
+            try:
+                with open(self["tos"], encoding="utf-8") as f:
+                    tos_html = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise usage.UsageError(f"--tos {self['tos']!r}: cannot read it: {e}")
+        provider = provider_settings_from_options(self)
+        if self["lifespan"] < self["idle-cap"]:
+            raise usage.UsageError("--lifespan must be at least --idle-cap")
+        self.settings = CellServerSettings(
+            node=node, listen=tuple(self["listen"]), idle_cap=self["idle-cap"], lifespan=self["lifespan"],
+            connect_grace=self["connect-grace"], service_wall=self["service-wall"],
+            per_session=self["kernels-per-session"], output_cap=self["output-cap"],
+            max_frame=self["max-frame"], max_code=self["max-code"], max_body=self["max-body"],
+            tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
+            static_dir=self["static-dir"], permalink_url=self["permalink-url"], provider=provider,
+        )
+
+
+class CellServerService(service.MultiService):
+    """The kernel pool plus the listeners; on stop, ends every kernel session first."""
+
+    def __init__(self, app, pool):
+        super().__init__()
+        self.app = app
+        self.pool = pool
+
+    def stopService(self):
+        from twisted.internet import defer
+
+        ends = self.app.stop_all("the cell server is shutting down")
+        d = defer.DeferredList(ends) if ends else defer.succeed(None)
+        d.addBoth(lambda _: super(CellServerService, self).stopService())
+        return d
+
+
+def page_resource(settings, static_dir: str):
+    try:
+        from cellserver.page import make_page_resource
+    except ImportError:
+        from cellserver.web import placeholder_page
+        return placeholder_page(static_dir)
+    return make_page_resource(static_dir, permalink_url=settings.permalink_url)
+
+
+def makeService(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    from cellserver.metrics import CellMetrics
+    from cellserver.pool import KernelPoolService
+    from cellserver.web import STATIC_DIR, CellApp, make_site
+    from deploy.jsonlines import open_sink
+
+    settings: CellServerSettings = options.settings
+    pool = KernelPoolService(reactor, settings.provider, settings.node)
+    metrics = CellMetrics(pool)
+    app = CellApp(reactor, settings, pool, metrics, open_sink(settings.computation_log))
+    static_dir = settings.static_dir or STATIC_DIR
+    site = make_site(app, page_resource(settings, static_dir))
+    top = CellServerService(app, pool)
+    pool.setServiceParent(top)
+    for desc in settings.listen:
+        strports.service(desc, site, reactor=reactor).setServiceParent(top)
+    _log.info("cell server {node} on {listen}: capacity {cap}, {ready} ready kernels",
+              node=settings.node, listen=list(settings.listen), cap=settings.provider.max_kernels,
+              ready=settings.provider.ready_kernels)
+    return top

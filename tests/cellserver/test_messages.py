@@ -1,0 +1,69 @@
+"""Client frame validation and kernel frame building (cellserver.messages)."""
+import json
+
+import pytest
+from hypothesis import given, strategies as st
+
+from cellserver import messages as M
+from cellserver.kernels import KernelMessage
+
+
+def frame(**over):
+    f = {"channel": "shell", "header": {"msg_id": "m1", "msg_type": "execute_request"},
+         "parent_header": {}, "metadata": {}, "content": {"code": "1+1"}}
+    f.update(over)
+    return json.dumps(f)
+
+
+def test_valid_execute_is_passed_with_stdin_off():
+    channel, msg = M.parse_client_frame(frame(), max_code=100)
+    assert channel == "shell"
+    assert msg["header"]["msg_id"] == "m1"
+    assert msg["content"] == {"code": "1+1", "allow_stdin": False}
+
+
+@pytest.mark.parametrize("payload, code, words", [
+    ("{nope", M.CLOSE_BAD_FRAME, "not valid JSON"),
+    ("[1]", M.CLOSE_BAD_FRAME, "JSON object"),
+    (frame(channel="stdin"), M.CLOSE_BAD_FRAME, "unknown channel"),
+    (frame(channel=None), M.CLOSE_BAD_FRAME, "unknown channel"),
+    (frame(header=None), M.CLOSE_BAD_FRAME, "no header"),
+    (frame(header={"msg_type": "execute_request"}), M.CLOSE_BAD_FRAME, "msg_id"),
+    (frame(header={"msg_id": "x", "msg_type": "shutdown_request"}), M.CLOSE_BAD_FRAME, "not accepted"),
+    (frame(channel="control", header={"msg_id": "x", "msg_type": "execute_request"}), M.CLOSE_BAD_FRAME, "not accepted"),
+    (frame(content=[]), M.CLOSE_BAD_FRAME, "content"),
+    (frame(content={}), M.CLOSE_BAD_FRAME, "content.code"),
+    (frame(metadata=3), M.CLOSE_BAD_FRAME, "metadata"),
+    (frame(content={"code": "x" * 101}), M.CLOSE_LIMIT, "limit is 100"),
+    (b"\xff\xfe", M.CLOSE_BAD_FRAME, "not valid JSON"),
+])
+def test_bad_frames_say_what_is_wrong(payload, code, words):
+    with pytest.raises(M.FrameError) as e:
+        M.parse_client_frame(payload, max_code=100)
+    assert e.value.code == code and words in e.value.reason
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200))
+def test_garbage_only_ever_raises_frame_error(data):
+    try:
+        M.parse_client_frame(data, max_code=100)
+    except M.FrameError:
+        pass
+
+
+def test_kernel_frame_keeps_raw_parts():
+    raw_parent = b'{"msg_id": "m1", "date": "2026-01-01T00:00:00.000001Z"}'
+    msg = KernelMessage("iopub", {"msg_id": "k1", "msg_type": "stream"}, {"msg_id": "m1"},
+                        b'{"msg_id":"k1","msg_type":"stream"}', raw_parent, b"{}", b'{"name":"stdout","text":"2\\n"}')
+    data = M.kernel_frame(msg)
+    out = json.loads(data)
+    assert out["channel"] == "iopub" and out["msg_type"] == "stream" and out["msg_id"] == "k1"
+    assert out["content"]["text"] == "2\n"
+    assert raw_parent in data  # byte-for-byte, date format untouched
+
+
+def test_server_frames():
+    dead = json.loads(M.dead_status("idle timeout"))
+    assert dead["content"] == {"execution_state": "dead", "reason": "idle timeout"}
+    ab = json.loads(M.aborted_reply({"msg_id": "m9"}, "superseded"))
+    assert ab["parent_header"]["msg_id"] == "m9" and ab["content"]["status"] == "aborted"

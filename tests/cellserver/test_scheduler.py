@@ -1,0 +1,57 @@
+"""Evaluate while busy (cellserver.scheduler)."""
+from hypothesis import given, strategies as st
+
+from cellserver.scheduler import Abort, Interrupt, Scheduler, Send
+
+
+def req(i):
+    return {"header": {"msg_id": f"m{i}", "msg_type": "execute_request"}}
+
+
+def test_idle_kernel_runs_at_once():
+    s = Scheduler()
+    assert s.execute(req(1)) == [Send(req(1))]
+    assert s.idle("m1") == [] and not s.busy
+
+
+def test_busy_kernel_interrupts_once_and_runs_only_the_newest():
+    s = Scheduler()
+    s.execute(req(1))
+    assert s.execute(req(2)) == [Interrupt()]
+    assert s.execute(req(3)) == [Abort(req(2))]        # no second interrupt
+    assert s.idle("other") == []                         # idle of something else changes nothing
+    assert s.idle("m1") == [Send(req(3))]
+    assert s.running == "m3"
+
+
+def test_abandon_aborts_the_held_request():
+    s = Scheduler()
+    s.execute(req(1))
+    s.execute(req(2))
+    assert s.abandon() == [Abort(req(2))] and not s.busy
+
+
+@given(st.lists(st.sampled_from(["press", "idle"]), max_size=60))
+def test_every_request_is_sent_or_aborted_and_the_last_press_runs(events):
+    s = Scheduler()
+    pressed, sent, aborted = [], [], []
+    n = 0
+    for ev in events:
+        if ev == "press":
+            n += 1
+            pressed.append(f"m{n}")
+            actions = s.execute(req(n))
+        else:
+            actions = s.idle(s.running)
+        for a in actions:
+            if isinstance(a, Send):
+                sent.append(a.message["header"]["msg_id"])
+            elif isinstance(a, Abort):
+                aborted.append(a.message["header"]["msg_id"])
+    while s.busy:
+        for a in s.idle(s.running):
+            sent.append(a.message["header"]["msg_id"])
+    assert sorted(sent + aborted, key=lambda x: int(x[1:])) == pressed
+    assert not set(sent) & set(aborted)
+    if pressed:
+        assert sent[-1] == pressed[-1]
