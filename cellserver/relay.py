@@ -95,7 +95,7 @@ def channels_factory(app, max_frame: int) -> WebSocketServerFactory:
     factory.app = app
     factory.setProtocolOptions(
         maxMessagePayloadSize=max_frame, maxFramePayloadSize=max_frame,
-        autoPingInterval=30, autoPingTimeout=30, openHandshakeTimeout=10, closeHandshakeTimeout=5,
+        failByDrop=False, autoPingInterval=30, autoPingTimeout=30, openHandshakeTimeout=10, closeHandshakeTimeout=5,
         perMessageCompressionAccept=lambda offers: None,
     )
     return factory

@@ -226,6 +226,9 @@ class KernelsResource(JsonResource):
             kid = path.decode("ascii")
             parse_kernel_id(kid)
         except (UnicodeDecodeError, InvalidKernelId):
+            if request.postpath[:1] == [b"channels"]:
+                # A websocket sees a close code with a reason (4004), not a failed upgrade.
+                return ChannelsOnly(self.app)
             return ErrorResource(400, "bad_kernel_id", "not a kernel id (expected <node>-<32 hex digits>)")
         return KernelResource(self.app, kid)
 
@@ -260,6 +263,12 @@ class KernelResource(JsonResource):
         if path == b"files":
             return FilesResource(self.app, self.kid)
         return ErrorResource(404, "not_found", "no such kernel resource")
+
+
+class ChannelsOnly(resource.Resource):
+    def __init__(self, app: CellApp):
+        super().__init__()
+        self.putChild(b"channels", WebSocketResource(app.ws_factory))
 
 
 class FilesResource(resource.Resource):
