@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def _healthz(url: str) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def cellserver(module_children, tmp_path_factory):
+def cellserver(module_children):
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's chromium (deploy/install)")
     if not BUNDLE.exists():
@@ -48,17 +49,21 @@ def cellserver(module_children, tmp_path_factory):
         subprocess.run(["bash", str(ROOT / "deploy/install.d/21-widgets.sh")], check=True,
                        env={"HERE": str(ROOT), "QUIET": "1", "PATH": "/usr/bin:/bin:/usr/local/bin"})
     if os.environ.get("WIDGETS_TEST_URL"):  # an already running cell server
-        return os.environ["WIDGETS_TEST_URL"]
+        yield os.environ["WIDGETS_TEST_URL"]
+        return
     port = free_port()
-    runtime = tmp_path_factory.mktemp("widgets-cs")
+    runtime = tempfile.mkdtemp(prefix="csw-", dir="/tmp")   # short: socket paths < 107 bytes
     child = module_children.twistd("cellserver", "cellserver", [
         "--node", "w1", "--listen", f"tcp:{port}:interface=127.0.0.1",
-        "--ready-kernels", "2", "--max-kernels", "8", "--runtime-dir", str(runtime),
+        "--ready-kernels", "2", "--max-kernels", "12", "--runtime-dir", runtime,
+        "--preload", "numpy,matplotlib,cellserver.interacts",
     ])
     url = f"http://127.0.0.1:{port}/"
     wait_until(lambda: (_healthz(url) or {}).get("ready", 0) >= 1, 60, "cell server with a ready kernel",
                child=child)
-    return url
+    yield url
+    child.stop()
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +94,9 @@ def harness(browser, cellserver, harness_site):
     page.wait_for_function("document.getElementById('state').textContent === 'ready'", timeout=30000)
     page.errors = errors
     yield page
+    # End the kernel now: a kernel with widgets would otherwise live to its idle limit.
+    page.evaluate("() => window.kernelId && fetch(window.SERVER + 'kernel/' + window.kernelId,"
+                  " {method: 'DELETE'}).then(r => r.status)")
     page.close()
     assert not errors, errors
 
