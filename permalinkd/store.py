@@ -1,0 +1,209 @@
+"""Permalinks in Redis: one hash per permalink, written to the primary and
+acknowledged only once ``WAIT`` says a replica has it.
+
+Key ``permalink:<id>`` holds ``digest, code, language, interacts, created,
+last_accessed, requested``.  The create script tries ever longer id
+prefixes (``permalinkd.ids``) in one atomic ``EVAL``: an absent key is
+written, a key holding the same digest is the same cell (an idempotent
+retry), a key holding anything else is skipped.  A stored cell is never
+overwritten.
+
+Reads go to the primary, and to the replicas when the primary is away or
+fails; the access bookkeeping (last_accessed, requested) is a separate,
+best-effort write whose failure never fails the read.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import txredisapi
+from twisted.logger import Logger
+
+from permalinkd import ids
+from permalinkd.redisnode import RedisNode, Unavailable
+from permalinkd.validation import Cell
+
+KEY_PREFIX = "permalink:"
+
+CREATE_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'digest', ARGV[1], 'code', ARGV[2], 'language', ARGV[3],
+               'interacts', ARGV[4], 'created', ARGV[5], 'last_accessed', ARGV[5], 'requested', '0')
+    return {i, 1}
+  end
+  if redis.call('HGET', key, 'digest') == ARGV[1] then
+    return {i, 0}
+  end
+end
+return {0, 0}
+"""
+
+TOUCH_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'last_accessed', ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'requested', 1)
+  return 1
+end
+return 0
+"""
+
+
+class NotReplicated(Exception):
+    """The primary took the write but no replica confirmed it in time."""
+
+
+class StoreFull(Exception):
+    """Every id prefix is taken by other cells (a SHA-256 collision: never in practice)."""
+
+
+class RedisStore:
+    _log = Logger()
+
+    def __init__(self, reactor, password: str | None, wait_replicas: int = 1, wait_timeout_ms: int = 1000,
+                 reply_timeout: float = 2.0, poolsize: int = 4,
+                 digest: Callable[[str, str, str], str] = ids.digest, on_change=None):
+        self.reactor = reactor
+        self.password = password
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self.reply_timeout = reply_timeout
+        self.poolsize = poolsize
+        self.digest = digest
+        self.primary: RedisNode | None = None
+        self.replicas: dict[tuple[str, int], RedisNode] = {}
+        self.on_change = on_change or (lambda event, **kw: None)
+
+    # --- topology ------------------------------------------------------------
+
+    def _node(self, host: str, port: int) -> RedisNode:
+        return RedisNode(self.reactor, host, port, self.password, poolsize=self.poolsize,
+                         reply_timeout=self.reply_timeout)
+
+    def set_primary(self, host: str, port: int) -> bool:
+        """Point writes at ``host:port``; True if that changed anything."""
+        if self.primary is not None and (self.primary.host, self.primary.port) == (host, port):
+            return False
+        old = self.primary
+        # The new primary may be one of our replica connections: reuse it.
+        self.primary = self.replicas.pop((host, port), None) or self._node(host, port)
+        if old is not None:
+            old.close()
+        self._log.info("primary is now {address}", address=self.primary.address)
+        self.on_change("primary", address=self.primary.address)
+        return True
+
+    def set_replicas(self, addresses: Sequence[tuple[str, int]]) -> None:
+        wanted = {a for a in addresses if self.primary is None or a != (self.primary.host, self.primary.port)}
+        for addr in list(self.replicas):
+            if addr not in wanted:
+                self.replicas.pop(addr).close()
+        for addr in wanted:
+            if addr not in self.replicas:
+                self.replicas[addr] = self._node(*addr)
+
+    def status(self) -> dict:
+        return {
+            "primary": self.primary.address if self.primary else None,
+            "primary_connected": bool(self.primary and self.primary.connected),
+            "replicas": sorted(n.address for n in self.replicas.values()),
+            "replicas_connected": sum(1 for n in self.replicas.values() if n.connected),
+        }
+
+    def close(self):
+        nodes = ([self.primary] if self.primary else []) + list(self.replicas.values())
+        self.primary, self.replicas = None, {}
+        from twisted.internet import defer
+        return defer.DeferredList([n.close() for n in nodes], consumeErrors=True)
+
+    # --- permalinks ----------------------------------------------------------
+
+    async def create(self, cell: Cell, now: float) -> tuple[str, bool]:
+        """Store ``cell``; ``(id, created)`` once a replica has it (see WAIT)."""
+        if self.primary is None:
+            raise Unavailable("no primary known yet")
+        full = self.digest(cell.code, cell.language, cell.interacts)
+        keys = [KEY_PREFIX + c for c in ids.candidates(full)]
+        conn = self.primary.protocol()
+        # EVAL and WAIT back to back on one connection: WAIT then covers the write.
+        try:
+            d_eval = conn.execute_command("EVAL", CREATE_SCRIPT, len(keys), *keys, full, cell.code,
+                                          cell.language, cell.interacts, repr(now))
+            d_wait = None
+            if self.wait_replicas > 0:
+                d_wait = conn.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, apply_timeout=False)
+            result = await d_eval
+            acked = await d_wait if d_wait is not None else None
+        except txredisapi.ConnectionError as e:
+            raise Unavailable(f"Redis primary {self.primary.address}: {e}") from e
+        except txredisapi.ResponseError as e:
+            text = str(e)
+            if text.startswith(("NOREPLICAS", "READONLY", "LOADING", "MASTERDOWN")):
+                raise Unavailable(f"Redis primary {self.primary.address}: {text}") from e
+            raise
+        index, created = int(result[0]), bool(int(result[1]))
+        if index == 0:
+            raise StoreFull("every id prefix of this cell's digest is taken by another cell")
+        if acked is not None and int(acked) < self.wait_replicas:
+            raise NotReplicated(f"no replica confirmed the write within {self.wait_timeout_ms} ms")
+        return keys[index - 1][len(KEY_PREFIX):], created
+
+    async def lookup(self, pid: str, now: float) -> tuple[Cell | None, str]:
+        """The cell stored under ``pid`` (or None) and which server answered."""
+        key = KEY_PREFIX + pid
+        tried: list[str] = []
+        nodes = []
+        if self.primary is not None and self.primary.connected:
+            nodes.append(self.primary)
+        nodes += [n for n in self.replicas.values() if n.connected]
+        last_error: Exception | None = None
+        missing = False
+        for node in nodes:
+            try:
+                values = await node.command("HGETALL", key)
+            except (Unavailable, txredisapi.RedisError) as e:
+                self._log.warn("read of {key} from {address} failed: {error}", key=key, address=node.address,
+                               error=str(e))
+                last_error = e
+                tried.append(node.address)
+                continue
+            fields = _as_dict(values)
+            if not fields:
+                # A replica may lag behind the primary: only the primary's "no" is final.
+                missing = True
+                if node is self.primary:
+                    return None, node.address
+                continue
+            cell = Cell(code=fields.get("code", ""), language=fields.get("language", "sage"),
+                        interacts=fields.get("interacts", "[]"))
+            self._touch(key, now)
+            return cell, node.address
+        if missing:
+            return None, "replicas"
+        raise Unavailable(f"no Redis server could be read ({last_error or 'none connected'})")
+
+    def _touch(self, key: str, now: float) -> None:
+        """Best effort: last_accessed and the count, on the primary only."""
+        primary = self.primary
+        if primary is None or not primary.connected:
+            return
+        try:
+            d = primary.protocol().execute_command("EVAL", TOUCH_SCRIPT, 1, key, repr(now))
+        except Exception as e:  # noqa: BLE001 - never fails the read
+            self._log.debug("touch of {key} failed: {error}", key=key, error=str(e))
+            return
+        d.addErrback(lambda f: self._log.debug("touch of {key} failed: {error}", key=key,
+                                               error=f.getErrorMessage()))
+
+
+def _as_dict(values) -> dict:
+    if isinstance(values, dict):
+        return {_text(k): _text(v) for k, v in values.items()}
+    if not values:
+        return {}
+    it = iter(values)
+    return {_text(k): _text(v) for k, v in zip(it, it)}
+
+
+def _text(v):
+    return v.decode("utf-8") if isinstance(v, bytes) else v

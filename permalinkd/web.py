@@ -1,0 +1,232 @@
+"""permalinkd's twisted.web resources: ``/permalink``, ``/healthz``, ``/metrics``.
+
+Thin adapters: parameters go through ``permalinkd.validation``, storage
+through a store object (``permalinkd.store.RedisStore``), one request-log
+line per request (``permalinkd.requestlog``).  Every failure is a JSON error
+``{"error", "message"}`` with its status (deploy/webutil); nothing a client
+sends escapes as a traceback.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from deploy.clientip import client_ip
+from deploy.webutil import apply_cors, json_body, json_error
+from permalinkd import requestlog, zcodec
+from permalinkd.redisnode import Unavailable
+from permalinkd.store import NotReplicated, StoreFull
+from permalinkd.validation import InputError, parse_create, parse_lookup
+
+
+class LimitedRequest(server.Request):
+    """A request that keeps at most ``max_body`` bytes of body (the rest is dropped, 413)."""
+
+    max_body = 1_000_000
+    body_too_large = False
+    _body_seen = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._body_seen += len(data)
+        if self._body_seen > self.max_body:
+            self.body_too_large = True
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command, path, version):
+        if self.body_too_large:
+            # Do not parse a truncated form; the resource answers 413.
+            self.content.seek(0)
+            self.content.truncate()
+            self.requestHeaders.removeHeader(b"content-type")
+        super().requestReceived(command, path, version)
+
+
+def request_factory(max_body: int):
+    return type("PermalinkRequest", (LimitedRequest,), {"max_body": max_body})
+
+
+def _peer_ip(request) -> str:
+    peer = request.getClientAddress()
+    return getattr(peer, "host", None) or str(peer)
+
+
+class PermalinkResource(resource.Resource):
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(self, *, store, clock, node: str, languages, max_code: int, sink, metrics, trusted_proxies=()):
+        super().__init__()
+        self.store = store
+        self.clock = clock
+        self.node = node
+        self.languages = tuple(languages)
+        self.max_code = max_code
+        self.sink = sink
+        self.metrics = metrics
+        self.trusted = tuple(trusted_proxies)
+
+    # --- twisted.web entry points ---------------------------------------------
+
+    def render_OPTIONS(self, request):
+        apply_cors(request)
+        request.setHeader(b"Access-Control-Max-Age", b"600")
+        request.setResponseCode(204)
+        self._logline(request, "preflight", 204, "ok", None, self.clock.seconds())
+        return b""
+
+    def render_POST(self, request):
+        return self._run(request, "create", self._create)
+
+    def render_GET(self, request):
+        return self._run(request, "lookup", self._lookup)
+
+    # --- plumbing -------------------------------------------------------------
+
+    def _run(self, request, route: str, handler):
+        apply_cors(request)
+        start = self.clock.seconds()
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        d = defer.Deferred.fromCoroutine(self._guarded(request, route, handler, start))
+
+        def finish(result):
+            status, outcome, pid, body, extra = result
+            self.metrics.requests.labels(route, outcome).inc()
+            self.metrics.latency.labels(route).observe(max(0.0, self.clock.seconds() - start))
+            self._logline(request, route, status, outcome, pid, start, **extra)
+            if not gone:
+                request.write(body)
+                request.finish()
+
+        d.addCallback(finish)
+        d.addErrback(lambda f: self._log.failure("permalinkd: response not sent", f))
+        return server.NOT_DONE_YET
+
+    async def _guarded(self, request, route, handler, start):
+        try:
+            if request.postpath not in ([], [b""]):
+                raise InputError(404, "not-found", "no such path")
+            if getattr(request, "body_too_large", False):
+                raise InputError(413, "body-too-large", "the request body is too large")
+            return await handler(request, start)
+        except InputError as e:
+            return e.status, e.code, None, json_error(request, e.status, e.code, e.message), {}
+        except NotReplicated as e:
+            self.metrics.not_replicated.inc()
+            return 503, "not-replicated", None, json_error(
+                request, 503, "not-replicated",
+                f"the permalink was not confirmed by a Redis replica in time ({e}); it was not acknowledged, "
+                "retry (the same cell always gets the same id)", retry_after=1), {}
+        except Unavailable as e:
+            return 503, "redis-unavailable", None, json_error(
+                request, 503, "redis-unavailable", f"the permalink store is unavailable: {e}", retry_after=1), {}
+        except StoreFull as e:
+            return 500, "id-space-exhausted", None, json_error(request, 500, "id-space-exhausted", str(e)), {}
+        except Exception:
+            self._log.failure("permalinkd: {route} failed", route=route)
+            return 500, "internal", None, json_error(request, 500, "internal", "internal error (logged)"), {}
+
+    async def _create(self, request, now):
+        req = parse_create(request.args, self.languages, self.max_code)
+        pid, created = await self.store.create(req.cell, now)
+        if created:
+            self.metrics.created.inc()
+            if len(pid) > 10:
+                self.metrics.collisions.inc()
+        body: dict[str, Any] = {"query": pid, "zip": zcodec.encode(req.cell.code),
+                                "interacts": zcodec.encode(req.cell.interacts)}
+        if req.n is not None:
+            body["n"] = req.n
+        return 200, "created" if created else "exists", pid, json_body(request, 200, body), {}
+
+    async def _lookup(self, request, now):
+        pid, callback = parse_lookup(request.args)
+        cell, source = await self.store.lookup(pid, now)
+        if cell is None:
+            raise InputError(404, "unknown-id", f"no permalink with id {pid}")
+        payload = json.dumps([cell.code, cell.language, cell.interacts], separators=(",", ":"))
+        if callback:
+            request.setResponseCode(200)
+            request.setHeader(b"Content-Type", b"application/javascript; charset=utf-8")
+            request.setHeader(b"X-Content-Type-Options", b"nosniff")
+            body = f"/**/{callback}({payload});".encode("utf-8")
+        else:
+            body = json_body(request, 200, [cell.code, cell.language, cell.interacts])
+        return 200, "found", pid, body, {"source": source}
+
+    def _logline(self, request, route, status, outcome, pid, start, **extra):
+        xff = [v.decode("latin-1") for v in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])]
+        now = self.clock.seconds()
+        try:
+            self.sink.write(requestlog.record(
+                now, self.node, client_ip(_peer_ip(request), xff, self.trusted),
+                request.method.decode("latin-1"), route, status, outcome, pid, now - start, **extra))
+        except OSError:
+            self._log.failure("request log write failed")
+
+
+class HealthResource(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, *, store, node: str, watcher=None):
+        super().__init__()
+        self.store, self.node, self.watcher = store, node, watcher
+
+    def render_GET(self, request):
+        st = self.store.status()
+        if st["primary_connected"]:
+            status, code = "ok", 200
+        elif st["replicas_connected"]:
+            status, code = "read-only", 200
+        else:
+            status, code = "no-redis", 503
+        return json_body(request, code, {"status": status, "node": self.node, **st})
+
+
+class MetricsResource(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, metrics, store=None):
+        super().__init__()
+        self.metrics, self.store = metrics, store
+
+    def render_GET(self, request):
+        if self.store is not None:
+            self.metrics.primary_up.set(1 if self.store.status()["primary_connected"] else 0)
+        request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
+        return self.metrics.render()
+
+
+class NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return json_error(request, 404, "not-found", "no such path")
+
+
+def make_root(*, store, clock, node, languages, max_code, sink, metrics, trusted_proxies=(), watcher=None):
+    root = resource.Resource()
+    root.putChild(b"permalink", PermalinkResource(store=store, clock=clock, node=node, languages=languages,
+                                                  max_code=max_code, sink=sink, metrics=metrics,
+                                                  trusted_proxies=trusted_proxies))
+    root.putChild(b"healthz", HealthResource(store=store, node=node, watcher=watcher))
+    root.putChild(b"metrics", MetricsResource(metrics, store))
+    root.putChild(b"", NotFound())
+    root.getChildWithDefault = _default_not_found(root)
+    return root
+
+
+def _default_not_found(root):
+    original = root.getChildWithDefault
+
+    def lookup(path, request):
+        if path in root.children:
+            return original(path, request)
+        return NotFound()
+
+    return lookup
