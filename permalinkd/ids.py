@@ -37,4 +37,4 @@ def candidates(full_digest: str, min_length: int = MIN_LENGTH) -> Iterator[str]:
 
 
 def is_valid_id(text: str) -> bool:
-    return bool(ID_RE.match(text))
+    return bool(ID_RE.fullmatch(text))

@@ -112,4 +112,4 @@ def parse_lookup(args: Args) -> tuple[str, str | None]:
 
 
 def is_valid_callback(name: str) -> bool:
-    return bool(CALLBACK_RE.match(name)) and not any(p in _JS_RESERVED for p in name.split("."))
+    return bool(CALLBACK_RE.fullmatch(name)) and not any(p in _JS_RESERVED for p in name.split("."))

@@ -25,7 +25,7 @@ def encode(code: str) -> str:
 def decode(z: str, max_chars: int = 65_000) -> str:
     """The code a ``z`` value holds; ``ZError`` if malformed or too long."""
     z = z.strip()
-    if not _Z_RE.match(z):
+    if not _Z_RE.fullmatch(z):
         raise ZError("z must be URL-safe base64 (A-Z a-z 0-9 - _)")
     try:
         raw = base64.urlsafe_b64decode(z + "=" * (-len(z) % 4))

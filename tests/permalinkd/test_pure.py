@@ -1,0 +1,148 @@
+"""Pure logic: ids, the z codec, validation, Sentinel message parsing."""
+from __future__ import annotations
+
+import base64
+import zlib
+
+import pytest
+from hypothesis import given, strategies as st
+
+from permalinkd import ids, zcodec
+from permalinkd.sentinel import parse_replicas, parse_switch_master
+from permalinkd.validation import InputError, is_valid_callback, parse_create, parse_lookup
+
+LANGS = ("sage", "python")
+
+
+def args(**kw):
+    return {k.encode(): [v if isinstance(v, bytes) else v.encode()] for k, v in kw.items()}
+
+
+# --- ids ------------------------------------------------------------------------
+
+def test_digest_is_deterministic_and_content_derived():
+    a = ids.digest("print(1)", "python", "[]")
+    assert a == ids.digest("print(1)", "python", "[]")
+    assert a != ids.digest("print(1)", "sage", "[]")
+    assert a != ids.digest("print(1)", "python", "[1]")
+    assert a != ids.digest("print(2)", "python", "[]")
+    assert len(a) == ids.MAX_LENGTH and ids.is_valid_id(a)
+
+
+def test_digest_fields_do_not_run_together():
+    # Length-prefixed parts: moving text between fields changes the digest.
+    assert ids.digest("ab", "c", "") != ids.digest("b", "ca", "")
+
+
+def test_candidates_lengthen_from_the_minimum():
+    full = ids.digest("x", "sage", "[]")
+    c = list(ids.candidates(full))
+    assert c[0] == full[:ids.MIN_LENGTH] and c[-1] == full
+    assert [len(x) for x in c] == list(range(ids.MIN_LENGTH, ids.MAX_LENGTH + 1))
+
+
+@pytest.mark.parametrize("text,ok", [("abcdEFGH_-", True), ("abc", False), ("a" * 44, False),
+                                     ("abcdefghi!", False), ("abcdefghij\n", False), ("", False)])
+def test_id_syntax(text, ok):
+    assert ids.is_valid_id(text) is ok
+
+
+# --- z codec --------------------------------------------------------------------
+
+@given(st.text(max_size=2000))
+def test_z_round_trip(code):
+    z = zcodec.encode(code)
+    assert zcodec.decode(z) == code
+    assert zcodec.decode(z.rstrip("=")) == code
+
+
+def test_z_matches_the_documented_formula():
+    code = "plot(sin(x))"
+    assert zcodec.encode(code) == base64.urlsafe_b64encode(zlib.compress(code.encode())).decode()
+
+
+@pytest.mark.parametrize("bad", ["!!!", "abc$", base64.urlsafe_b64encode(b"not zlib").decode(),
+                                 base64.urlsafe_b64encode(zlib.compress(b"\xff\xfe")).decode(),
+                                 base64.urlsafe_b64encode(zlib.compress(b"abc")[:-3]).decode()])
+def test_z_rejects_garbage(bad):
+    with pytest.raises(zcodec.ZError):
+        zcodec.decode(bad)
+
+
+def test_z_bomb_is_bounded():
+    bomb = base64.urlsafe_b64encode(zlib.compress(b"a" * 10_000_000)).decode()
+    with pytest.raises(zcodec.ZError, match="more than"):
+        zcodec.decode(bomb, max_chars=65_000)
+
+
+# --- validation ----------------------------------------------------------------
+
+def test_create_defaults_and_echo_n():
+    r = parse_create(args(code="1+1", n="7"), LANGS, 100)
+    assert (r.cell.code, r.cell.language, r.cell.interacts, r.n) == ("1+1", "sage", "[]", 7)
+
+
+@pytest.mark.parametrize("kw,status,code", [
+    ({}, 400, "missing-code"),
+    ({"code": "x" * 101}, 413, "code-too-long"),
+    ({"code": b"\xff\xfe"}, 400, "bad-encoding"),
+    ({"code": "x", "language": "cobol"}, 400, "unknown-language"),
+    ({"code": "x", "interacts": "[1,"}, 400, "bad-interacts"),
+    ({"code": "x", "interacts": "{'a': 1}"}, 400, "bad-interacts"),
+    ({"code": "x", "interacts": "[" * 100_000}, 413, "interacts-too-long"),
+    ({"code": "x", "n": "seven"}, 400, "bad-n"),
+    ({"code": "x", "n": "1" * 30}, 400, "bad-n"),
+])
+def test_create_rejects(kw, status, code):
+    with pytest.raises(InputError) as e:
+        parse_create(args(**kw), LANGS, 100)
+    assert (e.value.status, e.value.code) == (status, code)
+    assert e.value.message
+
+
+def test_code_limit_counts_characters_not_bytes():
+    r = parse_create(args(code="é" * 100), LANGS, 100)
+    assert len(r.cell.code) == 100
+
+
+def test_deeply_nested_interacts_is_a_clear_error_not_a_crash():
+    with pytest.raises(InputError) as e:
+        parse_create(args(code="x", interacts="[" * 50_000 + "]" * 50_000), LANGS, 100)
+    assert e.value.status in (400, 413)
+
+
+@pytest.mark.parametrize("kw,code", [({}, "missing-q"), ({"q": "short"}, "bad-id"), ({"q": "a/b/../cdefgh"}, "bad-id"),
+                                     ({"q": "abcdefghij", "callback": "alert(1)"}, "bad-callback"),
+                                     ({"q": "abcdefghij", "callback": "a;b"}, "bad-callback"),
+                                     ({"q": "abcdefghij", "callback": "function"}, "bad-callback")])
+def test_lookup_rejects(kw, code):
+    with pytest.raises(InputError) as e:
+        parse_lookup(args(**kw))
+    assert e.value.status == 400 and e.value.code == code
+
+
+def test_lookup_accepts_id_and_callback():
+    assert parse_lookup(args(q="abcdefghij", callback="jQuery123_456.cb")) == ("abcdefghij", "jQuery123_456.cb")
+    assert parse_lookup(args(q="abcdefghij")) == ("abcdefghij", None)
+
+
+@pytest.mark.parametrize("name,ok", [("cb", True), ("$.x", True), ("a.b.c", True), ("1a", False),
+                                     ("a..b", False), ("a-b", False), ("x" * 70, False), ("a.new", False)])
+def test_callback_names(name, ok):
+    assert is_valid_callback(name) is ok
+
+
+# --- Sentinel messages ----------------------------------------------------------
+
+def test_switch_master_parsing():
+    assert parse_switch_master("cellstack 127.0.0.1 6391 127.0.0.1 6392", "cellstack") == ("127.0.0.1", 6392)
+    assert parse_switch_master("other 127.0.0.1 6391 127.0.0.1 6392", "cellstack") is None
+    assert parse_switch_master("garbage", "cellstack") is None
+    assert parse_switch_master("cellstack a 1 b x", "cellstack") is None
+
+
+def test_replicas_parsing_skips_down_ones():
+    reply = [["name", "r1", "ip", "127.0.0.1", "port", "7001", "flags", "slave", "master-link-status", "ok"],
+             ["name", "r2", "ip", "127.0.0.1", "port", "7002", "flags", "s_down,slave", "master-link-status", "ok"],
+             ["name", "r3", "ip", "127.0.0.1", "port", "7003", "flags", "slave", "master-link-status", "err"]]
+    assert parse_replicas(reply) == [("127.0.0.1", 7001)]
