@@ -73,8 +73,14 @@ async def set_up_interact(run: Run, ks, session: str) -> tuple[str, str]:
     mid = msg["header"]["msg_id"]
     reply = ks.wait_for(lambda m: _type(m) == "execute_reply"
                         and m.get("parent_header", {}).get("msg_id") == mid, run.reactor, run.args.timeout)
+    # iopub and shell are separate streams: the comm_opens are certain only
+    # once the request's iopub "idle" has come.
+    idle = ks.wait_for(lambda m: _type(m) == "status" and m.get("parent_header", {}).get("msg_id") == mid
+                       and m.get("content", {}).get("execution_state") == "idle",
+                       run.reactor, run.args.timeout)
     ks.send(msg)
     got = await reply
+    await idle
     if got["content"].get("status") != "ok":
         raise RuntimeError(f"interact failed: {got['content'].get('ename')}: {got['content'].get('evalue')}")
     ks.feed = feed
