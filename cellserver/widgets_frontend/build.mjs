@@ -32,11 +32,14 @@ await esbuild.build({
   globalName: 'cellstackWidgets',
   target: ['es2020'],
   outfile: path.join(outdir, 'widgets.js'),
-  // Fonts (Font Awesome for button icons and the ipympl toolbar) and images
-  // stay separate files next to the bundle: the browser fetches only what it uses.
+  // Font Awesome (button icons, the ipympl toolbar): the woff2 faces are
+  // inlined, since a page on another origin could not load a font file from
+  // the cell server without CORS headers; every browser we serve reads woff2,
+  // so the older formats (and its SVG fonts) are left out.  Images stay
+  // files beside the bundle.
   loader: {
-    '.woff': 'file', '.woff2': 'file', '.ttf': 'file', '.eot': 'file',
-    '.svg': 'file', '.png': 'file', '.gif': 'file',
+    '.woff2': 'dataurl', '.woff': 'empty', '.ttf': 'empty', '.eot': 'empty',
+    '.svg': 'empty', '.png': 'file', '.gif': 'file',
   },
   assetNames: 'widgets-assets/[name]-[hash]',
   define: { 'process.env.NODE_ENV': '"production"', global: 'window' },

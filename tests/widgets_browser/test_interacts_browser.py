@@ -170,12 +170,26 @@ def test_errors_shown_and_cleared(harness):
     assert "ZeroDivisionError" not in o.inner_text()
 
 
-def test_ipympl_figure_zooms(harness):
-    page = harness
+CANVAS_PIXELS = """el => {
+    const c = el.getContext('2d');
+    const d = c.getImageData(0, 0, el.width, el.height).data;
+    let ink = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] < 200 || d[i + 1] < 200 || d[i + 2] < 200) ink++;
+    return [ink, el.toDataURL()];
+}"""
+
+
+def _zoom(page):
+    """Make an ipympl figure and zoom into it with the toolbar.  Returns the
+    kernel's xlim before and after, and the figure canvas's (ink, pixels)
+    before the zoom."""
     run(page, "%matplotlib widget\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
               "ax.plot(range(10), [i * i for i in range(10)])\nplt.show()\n")
     canvas = page.locator(".jupyter-matplotlib-canvas-div canvas").last
     canvas.wait_for(timeout=15000)
+    figure = page.locator(".jupyter-matplotlib-canvas-div canvas").first
+    time.sleep(0.5)
+    drawn = figure.evaluate(CANVAS_PIXELS)
     before = run(page, "print('XLIM', ax.get_xlim())")
     wait_text(before, "XLIM")
     canvas.hover()
@@ -193,19 +207,26 @@ def test_ipympl_figure_zooms(harness):
         if after.inner_text() != before.inner_text() or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert after.inner_text() != before.inner_text(), "the zoom did not reach the kernel"
+    return before.inner_text(), after.inner_text(), drawn
 
 
-def test_kernel_end_shows_disconnected_and_disables_controls(harness, cellserver):
+def test_ipympl_zoom_reaches_the_kernel(harness):
+    before, after, _ = _zoom(harness)
+    assert after != before, "the zoom did not reach the kernel"
+
+
+@pytest.mark.xfail(strict=True, reason="the cell server drops binary buffers (cellserver/messages.py): "
+                   "ipympl sends its frames as buffers; relay them as base64 'buffers' in JSON frames")
+def test_ipympl_figure_is_drawn_and_redrawn_after_zoom(harness):
     page = harness
-    run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 10)):\n    print('x', x)\n")
-    wait_text(out(page), "x 0")
-    status = page.evaluate("() => fetch(window.SERVER + 'kernel/' + window.kernelId, {method: 'DELETE'}).then(r => r.status)")
-    assert status in (200, 204)
-    page.wait_for_selector(".cellstack-widgets-note", timeout=15000)
-    assert "Disconnected" in page.locator(".cellstack-widgets-note").first.inner_text()
-    page.wait_for_function("() => document.querySelector('.interact-control-x .slider')"
-                           ".hasAttribute('disabled')", timeout=5000)
+    before, after, (ink, pixels) = _zoom(page)
+    assert after != before
+    assert ink > 500, "the figure was never drawn"
+    figure = page.locator(".jupyter-matplotlib-canvas-div canvas").first
+    deadline = time.monotonic() + 8
+    while figure.evaluate(CANVAS_PIXELS)[1] == pixels:
+        assert time.monotonic() < deadline, "the figure was not redrawn after the zoom"
+        time.sleep(0.3)
 
 
 def _artifact(name):
