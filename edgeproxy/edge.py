@@ -1,0 +1,306 @@
+"""The edge's state and decisions for each request, wiring ``policy`` (pure)
+to the proxy protocols (``proxy``), active health checks, metrics and the
+access log.  One ``Edge`` per edge process, built by ``tap.makeService``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from twisted.web.client import Agent, readBody
+
+from deploy.clientip import client_ip, is_trusted
+from edgeproxy import policy as P
+from edgeproxy.httphead import forward_headers
+from edgeproxy.proxy import BackendPool, Frontend
+from edgeproxy.static import StaticFiles
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    cells: tuple[tuple[str, str], ...]           # (name, base url)
+    permalinks: tuple[tuple[str, str], ...]
+    static_dir: str
+    trusted_proxies: tuple = ()
+    compute: P.Limits = P.Limits(2.0, 10.0, 100.0, 200.0)
+    permalink: P.Limits = P.Limits(2.0, 20.0, 200.0, 400.0)
+    max_conns_per_ip: int = 100
+    check_interval: float = 1.0
+    check_timeout: float = 0.5
+    rise: int = 2
+    fall: int = 2
+    head_timeout: float = 10.0
+    keepalive_timeout: float = 60.0
+    connect_timeout: float = 3.0
+    response_timeout: float = 120.0
+    tunnel_idle: float = 3600.0
+    https_port: int = 443
+    access_log: str | None = None
+
+
+class EdgeMetrics:
+    def __init__(self, edge: "Edge"):
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("edge_requests", "Requests by route and status", ["route", "status"], registry=r)
+        self.latency = Histogram("edge_request_seconds", "Time to the response head (proxied) or answer",
+                                 ["route"], registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+        self.rejected = Counter("edge_rejected", "Requests refused by rate limits, by class", ["what"], registry=r)
+        self.backend_up = Gauge("edge_backend_up", "1 when the backend is healthy", ["pool", "backend"], registry=r)
+        self.tunnels = Gauge("edge_websocket_tunnels", "Open websocket tunnels", registry=r)
+        self.connections = Gauge("edge_client_connections", "Open client connections", registry=r)
+        self.connections.set_function(lambda: len(edge.open_connections))
+        self.retries = Counter("edge_retries", "Requests retried on another backend", registry=r)
+
+
+def _quiet_pool(reactor):
+    """Health checks open a connection per check: don't log each one."""
+    from twisted.web import client
+
+    class Quiet(client._HTTP11ClientFactory):
+        noisy = False
+
+    pool = client.HTTPConnectionPool(reactor, persistent=False)
+    pool._factory = Quiet
+    return pool
+
+
+def _address(url: str) -> tuple[str, int]:
+    u = urlsplit(url)
+    return u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80)
+
+
+class Edge:
+    _log = Logger()
+
+    def __init__(self, reactor, settings: EdgeSettings, access_log):
+        self.reactor = reactor
+        self.settings = settings
+        self.access_log = access_log
+        self.cells = dict(settings.cells)
+        self.permalinkds = dict(settings.permalinks)
+        addresses = {name: _address(url) for name, url in [*settings.cells, *settings.permalinks]}
+        self.pool = BackendPool(reactor, addresses, connect_timeout=settings.connect_timeout)
+        now = reactor.seconds()
+        self.health = {name: P.HealthState(settings.rise, settings.fall) for name in addresses}
+        self.cell_rr, self.perm_rr = P.RoundRobin(), P.RoundRobin()
+        self.limiters = {P.COMPUTE: P.RateLimiter(settings.compute, now),
+                         P.PERMALINK: P.RateLimiter(settings.permalink, now)}
+        self.connections = P.ConnectionCounter(settings.max_conns_per_ip)
+        self.static = StaticFiles(settings.static_dir)
+        self.open_connections: set[Frontend] = set()
+        self.metrics = EdgeMetrics(self)
+        self.agent = Agent(reactor, connectTimeout=settings.check_timeout, pool=_quiet_pool(reactor))
+        self._loops: list[task.LoopingCall] = []
+        self.draining = False
+
+    # health ------------------------------------------------------------------------------
+    def start_checks(self) -> None:
+        for name, url in [*self.settings.cells, *self.settings.permalinks]:
+            loop = task.LoopingCall(self._check, name, url.rstrip("/") + "/healthz")
+            loop.clock = self.reactor
+            loop.start(self.settings.check_interval, now=True)
+            self._loops.append(loop)
+        expire = task.LoopingCall(self.pool.expire)
+        expire.clock = self.reactor
+        expire.start(5.0, now=False)
+        self._loops.append(expire)
+
+    def stop_checks(self) -> None:
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
+
+    def _pool_of(self, name: str) -> str:
+        return "cells" if name in self.cells else "permalinks"
+
+    def _check(self, name: str, url: str) -> defer.Deferred:
+        async def check():
+            try:
+                resp = await self.agent.request(b"GET", url.encode()).addTimeout(
+                    self.settings.check_timeout, self.reactor)
+                body = await readBody(resp).addTimeout(self.settings.check_timeout, self.reactor)
+            except Exception as e:  # noqa: BLE001 - any failure is a failed check
+                self._record(name, False, f"{type(e).__name__}: {str(e)[:80]}")
+                return
+            if resp.code != 200:
+                self._record(name, False, f"HTTP {resp.code}")
+                return
+            free = 0
+            try:
+                free = int(json.loads(body).get("free", 0))
+            except (ValueError, AttributeError, TypeError):
+                pass
+            self._record(name, True, "", free)
+
+        return defer.Deferred.fromCoroutine(check())
+
+    def _record(self, name: str, ok: bool, error: str, free: int = 0) -> None:
+        state = self.health[name]
+        now = self.reactor.seconds()
+        changed = state.check_passed(now, free) if ok else state.check_failed(now, error)
+        if changed:
+            self._changed(name, state)
+
+    def _changed(self, name: str, state: P.HealthState) -> None:
+        self.metrics.backend_up.labels(self._pool_of(name), name).set(1 if state.up else 0)
+        if state.up:
+            self._log.info("backend {name} is up", name=name)
+        else:
+            self._log.warn("backend {name} is DOWN: {error}", name=name, error=state.last_error)
+            self.pool.drop_idle(name)
+            for front in list(self.open_connections):
+                front.close_tunnel_for_backend(name)
+
+    def passive_failure(self, name: str, error: str) -> None:
+        if self.health[name].connection_failed(self.reactor.seconds(), error):
+            self._changed(name, self.health[name])
+
+    # requests ----------------------------------------------------------------------------------
+    def dispatch(self, front: Frontend) -> None:
+        req = front.request
+        path = req.path
+        peer = front.peer_ip
+        if self.settings.trusted_proxies and is_trusted(peer, self.settings.trusted_proxies):
+            xff = [v.decode("latin-1") for v in req.get_all(b"x-forwarded-for")]
+            front.client_ip = client_ip(peer, xff, self.settings.trusted_proxies)
+        else:
+            front.client_ip = peer
+        if front.redirect_only and path != b"/healthz":
+            host = (req.get(b"host") or b"localhost").split(b":")[0]
+            port = b"" if self.settings.https_port == 443 else b":%d" % self.settings.https_port
+            front.route_kind = "redirect"
+            front.respond(301, [(b"location", b"https://" + host + port + req.target),
+                                (b"content-type", b"text/plain")], b"use https\n")
+            return
+        route = P.classify(req.method, path, req.get(b"jupyter-kernel-id"))
+        front.route_kind = route.kind
+        if route.kind == "local":
+            self._local(front, path)
+            return
+        if route.kind == "static":
+            status, headers, body = self.static.answer(req.method, path, req.get(b"if-none-match"),
+                                                       req.get(b"accept-encoding"))
+            front.respond(status, headers, body)
+            return
+        if route.rate_class and req.method != b"OPTIONS":
+            wait = self.limiters[route.rate_class].check(front.client_ip, self.reactor.seconds())
+            if wait:
+                self.metrics.rejected.labels(route.rate_class).inc()
+                front.error(429, "rate_limited",
+                            f"too many {route.rate_class} requests; retry in {wait:.1f} s", retry_after=wait)
+                return
+        front.tried = set()
+        self._choose_and_send(front, route)
+
+    def _choose_and_send(self, front: Frontend, route: P.Route) -> None:
+        if route.kind == "owned":
+            name = route.node
+            if name not in self.cells:
+                front.error(404, "unknown_kernel_server",
+                            f"the kernel's server {name!r} is not one of this edge's cell servers")
+                return
+            if not self.health[name].up:
+                front.error(503, "kernel_server_lost", f"the kernel's server {name} is down: the kernel is gone",
+                            retry_after=5)
+                return
+        elif route.kind == "permalink":
+            name = P.pick_any({n: self.health[n] for n in self.permalinkds}, front.tried, self.perm_rr)
+            if name is None:
+                front.error(503, "no_permalink_server", "no permalink server is available", retry_after=5)
+                return
+        else:  # new work (and malformed kernel ids, which a cell server answers)
+            name = P.pick_cell({n: self.health[n] for n in self.cells}, front.tried, self.cell_rr)
+            if name is None:
+                front.error(503, "no_capacity", "no cell server is available right now", retry_after=5)
+                return
+        front.tried.add(name)
+        front.backend_name = name
+        front.route = route
+        self.pool.acquire(name).addCallbacks(
+            lambda conn: front.forward_to(conn, self._request_headers(front)),
+            lambda f: self._connect_failed(front, route, name, f))
+
+    def _connect_failed(self, front: Frontend, route: P.Route, name: str, failure) -> None:
+        error = failure.getErrorMessage()[:120]
+        self.passive_failure(name, error)
+        if front.state == "closed":
+            return
+        if route.kind in ("new", "permalink", "unknown_kernel") and len(front.tried) < 2:
+            self.metrics.retries.inc()
+            self._choose_and_send(front, route)
+            return
+        front.error(502, "backend_unreachable", f"could not reach {name}: {error}", retry_after=5)
+
+    def backend_broke(self, front: Frontend, why: str) -> None:
+        """No response byte came back: retry once if nothing could have been processed."""
+        req = front.request
+        route = getattr(front, "route", None)
+        if route is not None and not req.has_body and req.method in (b"GET", b"HEAD", b"OPTIONS") \
+                and len(front.tried) < 2:
+            self.metrics.retries.inc()
+            front.tried.add("retry")
+            self._choose_and_send(front, route)
+            return
+        front.error(502, "backend_failed", why, close=True)
+
+    def _request_headers(self, front: Frontend) -> list[tuple[bytes, bytes]]:
+        req = front.request
+        headers = [(k, v) for k, v in forward_headers(req.headers)
+                   if k not in (b"x-forwarded-for", b"x-forwarded-proto")]
+        chain = front.client_ip
+        if front.client_ip != front.peer_ip:
+            chain = f"{front.client_ip}, {front.peer_ip}"
+        headers.append((b"x-forwarded-for", chain.encode()))
+        headers.append((b"x-forwarded-proto", b"https" if front.secure else b"http"))
+        if req.is_websocket:
+            headers += [(b"connection", b"Upgrade"), (b"upgrade", b"websocket")]
+        else:
+            headers.append((b"connection", b"keep-alive"))
+        if req.chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        return headers
+
+    def _local(self, front: Frontend, path: bytes) -> None:
+        if path == b"/metrics":
+            front.respond(200, [(b"content-type", b"text/plain; version=0.0.4")],
+                          generate_latest(self.metrics.registry))
+            return
+        cells = {n: {"up": self.health[n].up, "free": self.health[n].free, "error": self.health[n].last_error}
+                 for n in self.cells}
+        perms = {n: {"up": self.health[n].up, "error": self.health[n].last_error} for n in self.permalinkds}
+        ok = any(c["up"] for c in cells.values()) and not self.draining
+        body = json.dumps({"status": "ok" if ok else ("draining" if self.draining else "no-cell-server"),
+                           "cells": cells, "permalinks": perms,
+                           "tunnels": int(self.metrics.tunnels._value.get())}).encode()
+        front.respond(200 if ok else 503, [(b"content-type", b"application/json"),
+                                           (b"cache-control", b"no-store")], body)
+
+    def backend_answered(self, front: Frontend) -> None:
+        self.metrics.latency.labels(front.route_kind).observe(self.reactor.seconds() - front.started)
+
+    def finished(self, front: Frontend) -> None:
+        if not front.started:
+            return
+        elapsed = self.reactor.seconds() - front.started
+        status = front.status or 0
+        self.metrics.requests.labels(front.route_kind, str(status)).inc()
+        if front.route_kind in ("local", "static", "redirect") or status >= 400:
+            self.metrics.latency.labels(front.route_kind).observe(elapsed)
+        req = front.request
+        self.access_log.write({
+            "time": time.time(), "ip": front.client_ip, "method": req.method.decode("latin-1") if req else "-",
+            "target": req.target[:300].decode("latin-1") if req else "-", "status": status,
+            "bytes": front.bytes_out, "ms": round(elapsed * 1000, 2), "route": front.route_kind,
+            "backend": getattr(front, "backend_name", None),
+        })
+        front.started = 0.0
+
+    def log_event(self, fmt: str, status: int, code: str, message: str, ip: str) -> None:
+        self._log.info(fmt, status=status, code=code, message=message, why=message, ip=ip)
