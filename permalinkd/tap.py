@@ -167,7 +167,8 @@ def build(settings: PermalinkSettings, reactor, sink=None):
         sink = open_sink(settings.request_log)
     root = make_root(store=store, clock=reactor, node=settings.node, languages=settings.languages,
                      max_code=settings.max_code, sink=sink, metrics=metrics,
-                     trusted_proxies=settings.trusted_proxies, watcher=watcher)
+                     trusted_proxies=settings.trusted_proxies, watcher=watcher,
+                     max_body=settings.max_body)
     return store, watcher, metrics, root
 
 

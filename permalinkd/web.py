@@ -50,6 +50,15 @@ def request_factory(max_body: int):
     return type("PermalinkRequest", (LimitedRequest,), {"max_body": max_body})
 
 
+def _body_size(request) -> int:
+    content = request.content
+    if content is None:
+        return 0
+    size = content.seek(0, 2)
+    content.seek(0)
+    return size
+
+
 def _peer_ip(request) -> str:
     peer = request.getClientAddress()
     return getattr(peer, "host", None) or str(peer)
@@ -59,8 +68,10 @@ class PermalinkResource(resource.Resource):
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, *, store, clock, node: str, languages, max_code: int, sink, metrics, trusted_proxies=()):
+    def __init__(self, *, store, clock, node: str, languages, max_code: int, sink, metrics, trusted_proxies=(),
+                 max_body: int = 1_000_000):
         super().__init__()
+        self.max_body = max_body
         self.store = store
         self.clock = clock
         self.node = node
@@ -111,7 +122,7 @@ class PermalinkResource(resource.Resource):
         try:
             if request.postpath not in ([], [b""]):
                 raise InputError(404, "not-found", "no such path")
-            if getattr(request, "body_too_large", False):
+            if getattr(request, "body_too_large", False) or _body_size(request) > self.max_body:
                 raise InputError(413, "body-too-large", "the request body is too large")
             return await handler(request, start)
         except InputError as e:
@@ -209,11 +220,12 @@ class NotFound(resource.Resource):
         return json_error(request, 404, "not-found", "no such path")
 
 
-def make_root(*, store, clock, node, languages, max_code, sink, metrics, trusted_proxies=(), watcher=None):
+def make_root(*, store, clock, node, languages, max_code, sink, metrics, trusted_proxies=(), watcher=None,
+              max_body=1_000_000):
     root = resource.Resource()
     root.putChild(b"permalink", PermalinkResource(store=store, clock=clock, node=node, languages=languages,
                                                   max_code=max_code, sink=sink, metrics=metrics,
-                                                  trusted_proxies=trusted_proxies))
+                                                  trusted_proxies=trusted_proxies, max_body=max_body))
     root.putChild(b"healthz", HealthResource(store=store, node=node, watcher=watcher))
     root.putChild(b"metrics", MetricsResource(metrics, store))
     root.putChild(b"", NotFound())
