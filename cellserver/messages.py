@@ -11,6 +11,8 @@ re-encoding them (parent headers stay byte-for-byte what the kernel sent);
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from datetime import datetime, timezone
@@ -83,7 +85,25 @@ def parse_client_frame(payload: bytes | str, max_code: int) -> tuple[str, dict[s
         "metadata": frame.get("metadata", {}),
         "content": content,
     }
+    buffers = frame.get("buffers")
+    if buffers:
+        message["buffers"] = decode_buffers(buffers)
     return channel, message
+
+
+def decode_buffers(buffers) -> list[bytes]:
+    """Binary buffers (widgets) travel in JSON frames as base64 strings."""
+    if not isinstance(buffers, list) or len(buffers) > 64:
+        raise FrameError(CLOSE_BAD_FRAME, "buffers must be a list of at most 64 base64 strings")
+    try:
+        return [base64.b64decode(b, validate=True) for b in buffers if isinstance(b, str)] \
+            if all(isinstance(b, str) for b in buffers) else _bad_buffers()
+    except (binascii.Error, ValueError):
+        _bad_buffers()
+
+
+def _bad_buffers():
+    raise FrameError(CLOSE_BAD_FRAME, "buffers must be base64 strings")
 
 
 def kernel_frame(msg: KernelMessage) -> bytes:
@@ -96,6 +116,8 @@ def kernel_frame(msg: KernelMessage) -> bytes:
         b',"parent_header":', msg.raw_parent_header,
         b',"metadata":', msg.raw_metadata,
         b',"content":', msg.raw_content,
+        *((b',"buffers":', json.dumps([base64.b64encode(b).decode("ascii") for b in msg.buffers]).encode())
+          if msg.buffers else ()),
         b"}",
     ))
 

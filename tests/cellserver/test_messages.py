@@ -67,3 +67,17 @@ def test_server_frames():
     assert dead["content"] == {"execution_state": "dead", "reason": "idle timeout"}
     ab = json.loads(M.aborted_reply({"msg_id": "m9"}, "superseded"))
     assert ab["parent_header"]["msg_id"] == "m9" and ab["content"]["status"] == "aborted"
+
+
+def test_binary_buffers_travel_as_base64_both_ways():
+    f = json.loads(frame(header={"msg_id": "c", "msg_type": "comm_msg"}, content={"comm_id": "x", "data": {}}))
+    f["buffers"] = ["AAEC", "/w=="]
+    channel, msg = M.parse_client_frame(json.dumps(f), max_code=100)
+    assert msg["buffers"] == [b"\x00\x01\x02", b"\xff"]
+    for bad in (["not base64!"], [1], "AAEC", ["A"] * 65):
+        f["buffers"] = bad
+        with pytest.raises(M.FrameError):
+            M.parse_client_frame(json.dumps(f), max_code=100)
+    msg = KernelMessage("iopub", {"msg_id": "k", "msg_type": "comm_msg"}, {}, b"{}", b"{}", b"{}", b"{}",
+                        buffers=(b"\x89PNG",))
+    assert json.loads(M.kernel_frame(msg))["buffers"] == ["iVBORw=="]

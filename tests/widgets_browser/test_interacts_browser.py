@@ -215,8 +215,6 @@ def test_ipympl_zoom_reaches_the_kernel(harness):
     assert after != before, "the zoom did not reach the kernel"
 
 
-@pytest.mark.xfail(strict=True, reason="the cell server drops binary buffers (cellserver/messages.py): "
-                   "ipympl sends its frames as buffers; relay them as base64 'buffers' in JSON frames")
 def test_ipympl_figure_is_drawn_and_redrawn_after_zoom(harness):
     page = harness
     before, after, (ink, pixels) = _zoom(page)
