@@ -34,15 +34,17 @@ def parse_switch_master(message: str, master_name: str) -> Address | None:
 
 
 def parse_replicas(reply) -> list[Address]:
-    """Healthy replicas from ``SENTINEL REPLICAS <name>`` (flat key/value lists)."""
+    """Reachable replicas from ``SENTINEL REPLICAS <name>`` (flat key/value lists).
+
+    A replica whose link to a dead primary is down still serves reads (that
+    is the point during a failover), so only Sentinel's down flags count.
+    """
     out = []
     for entry in reply or []:
         it = iter(_text(x) for x in entry)
         info = dict(zip(it, it))
         flags = set(info.get("flags", "").split(","))
         if flags & {"s_down", "o_down", "disconnected"}:
-            continue
-        if info.get("master-link-status", "ok") != "ok":
             continue
         try:
             out.append((info["ip"], int(info["port"])))

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 
 from deploy.clientip import client_ip
 from deploy.webutil import apply_cors, json_body, json_error
@@ -28,6 +28,7 @@ class LimitedRequest(server.Request):
 
     max_body = 1_000_000
     body_too_large = False
+    bad_form: str | None = None
     _body_seen = 0
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -43,7 +44,21 @@ class LimitedRequest(server.Request):
             self.content.seek(0)
             self.content.truncate()
             self.requestHeaders.removeHeader(b"content-type")
+        elif command == b"POST" and self._is_multipart():
+            # twisted.web answers a malformed multipart body with a bare 400 and a
+            # disconnect; parse it here first so the client gets a JSON error instead.
+            try:
+                self.content.seek(0)
+                http._getMultiPartArgs(self.content.read(), self.requestHeaders.getRawHeaders(b"content-type")[0])
+            except Exception as e:  # noqa: BLE001 - any parse failure is the client's
+                self.bad_form = f"the multipart/form-data body cannot be parsed: {str(e)[:200]}"
+                self.requestHeaders.removeHeader(b"content-type")
+            self.content.seek(0)
         super().requestReceived(command, path, version)
+
+    def _is_multipart(self) -> bool:
+        ctype = self.requestHeaders.getRawHeaders(b"content-type")
+        return bool(ctype) and ctype[0].split(b";")[0].strip().lower() == b"multipart/form-data"
 
 
 def request_factory(max_body: int):
@@ -124,6 +139,8 @@ class PermalinkResource(resource.Resource):
                 raise InputError(404, "not-found", "no such path")
             if getattr(request, "body_too_large", False) or _body_size(request) > self.max_body:
                 raise InputError(413, "body-too-large", "the request body is too large")
+            if getattr(request, "bad_form", None):
+                raise InputError(400, "bad-form", request.bad_form)
             return await handler(request, start)
         except InputError as e:
             return e.status, e.code, None, json_error(request, e.status, e.code, e.message), {}

@@ -145,4 +145,5 @@ def test_replicas_parsing_skips_down_ones():
     reply = [["name", "r1", "ip", "127.0.0.1", "port", "7001", "flags", "slave", "master-link-status", "ok"],
              ["name", "r2", "ip", "127.0.0.1", "port", "7002", "flags", "s_down,slave", "master-link-status", "ok"],
              ["name", "r3", "ip", "127.0.0.1", "port", "7003", "flags", "slave", "master-link-status", "err"]]
-    assert parse_replicas(reply) == [("127.0.0.1", 7001)]
+    # r3 lost its primary but still serves reads: kept.
+    assert parse_replicas(reply) == [("127.0.0.1", 7001), ("127.0.0.1", 7003)]

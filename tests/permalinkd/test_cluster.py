@@ -1,0 +1,155 @@
+"""permalinkd on a real replicated Redis: primary + 2 replicas + 3 Sentinels
+(deploy/rediscluster.py configs), twistd permalinkd processes, real HTTP.
+
+Includes the failover drill of issue 4: kill -9 the primary while writing
+and reading; every acknowledged write must be readable afterwards, reads go
+on from the replicas, writes resume; the old primary rejoins as a replica.
+And: killing one of two permalinkd leaves the other serving.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from deploy import rediscluster
+from tests.permalinkd.conftest import PASSWORD
+from tests.support.ports import free_port
+from tests.support.procs import http_ok, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def http(method, url, data=None, headers=None, timeout=5.0):
+    body = urllib.parse.urlencode(data).encode() if isinstance(data, dict) else data
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def start_permalinkd(children, topo, password_file, name="p1", extra=()):
+    port = free_port()
+    log = os.path.join(topo.directory, f"{name}-requests.jsonl")
+    child = children.twistd(name, "permalinkd", [
+        "--listen", f"tcp:{port}:interface=127.0.0.1", "--node", name,
+        "--sentinels", topo.sentinel_arg, "--master-name", topo.master_name,
+        "--redis-password-file", password_file, "--request-log", log,
+        "--wait-timeout", "500", "--redis-timeout", "1", "--sentinel-refresh", "1", *extra])
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(base + "/healthz"), 20, f"{name} healthy", child=child)
+    return child, base, log
+
+
+def test_create_read_jsonp_cors_and_bad_input_over_http(children, topology, password_file):
+    child, base, log = start_permalinkd(children, topology, password_file)
+    st, _, body = http("POST", base + "/permalink", {"code": "show(1)", "language": "sage", "n": "2"},
+                       headers={"Origin": "https://embed.example"})
+    assert st == 200, body
+    out = json.loads(body)
+    assert out["n"] == 2
+    # Replicated: both replicas have it (WAIT 1 confirmed at least one; give the other a moment).
+    key = "permalink:" + out["query"]
+    wait_until(lambda: all(rediscluster.command(p, "EXISTS", key, password=PASSWORD) == 1
+                           for p in topology.replicas), 5, "replicas have the permalink")
+    st, headers, body = http("GET", base + "/permalink?" + urllib.parse.urlencode(
+        {"q": out["query"], "callback": "cb"}), headers={"Origin": "https://embed.example"})
+    assert st == 200 and body == b'/**/cb(["show(1)","sage","[]"]);'
+    assert headers["Access-Control-Allow-Origin"] == "https://embed.example"
+    # Bad input through the real Site (its request class drops oversized bodies).
+    st, _, body = http("POST", base + "/permalink", b"code=" + b"x" * 1_500_000,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert st == 413 and json.loads(body)["error"] == "body-too-large"
+    st, _, body = http("POST", base + "/permalink", {"code": "x" * 65_001})
+    assert st == 413 and json.loads(body)["error"] == "code-too-long"
+    st, _, body = http("POST", base + "/permalink", {"code": "x" * 65_000})
+    assert st == 200
+    st, _, body = http("GET", base + "/permalink?q=nosuchpermalink")
+    assert st == 404
+    st, _, body = http("POST", base + "/permalink", b"\x00\xff garbage&&&==",
+                       headers={"Content-Type": "multipart/form-data"})
+    assert st == 400
+    assert child.alive()
+    st, _, body = http("GET", base + "/healthz")
+    assert json.loads(body)["status"] == "ok" and len(json.loads(body)["replicas"]) == 2
+    with open(log) as f:
+        lines = [json.loads(line) for line in f]
+    assert [r["status"] for r in lines] == [200, 200, 413, 413, 200, 404, 400]
+    assert lines[1]["id"] == out["query"] and lines[1]["client_ip"] == "127.0.0.1"
+
+
+def test_failover_drill_kill_primary(children, topology, password_file):
+    child, base, _ = start_permalinkd(children, topology, password_file)
+    acked: dict[str, str] = {}
+    read_failures, reads, write_errors = [], 0, {}
+    killed_at = first_write_after = None
+    deadline = time.monotonic() + 40
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        code = f"drill {i}"
+        st, _, body = http("POST", base + "/permalink", {"code": code})
+        now = time.monotonic()
+        if st == 200:
+            acked[json.loads(body)["query"]] = code
+            if killed_at is not None and first_write_after is None:
+                first_write_after = now - killed_at
+        else:
+            err = json.loads(body)["error"]
+            write_errors[err] = write_errors.get(err, 0) + 1
+            assert st == 503, body
+        if acked:
+            pid = list(acked)[i % len(acked)]
+            st, _, body = http("GET", base + "/permalink?q=" + pid)
+            reads += 1
+            if st != 200 or json.loads(body)[0] != acked[pid]:
+                read_failures.append((st, body[:200]))
+        if killed_at is None and len(acked) >= 30:
+            topology.procs["redis-primary"].signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+        if first_write_after is not None and len(acked) >= 30 + 30:
+            break
+    assert killed_at is not None, "never got 30 writes before the kill"
+    assert first_write_after is not None, f"writes never resumed; errors: {write_errors}\n{child.log()}"
+    new_primary = topology.current_primary()
+    assert new_primary and new_primary[1] != topology.primary
+    # Every acknowledged write is on the new primary.
+    lost = [pid for pid in acked
+            if rediscluster.command(new_primary[1], "EXISTS", "permalink:" + pid, password=PASSWORD) != 1]
+    assert lost == [], f"{len(lost)} acknowledged permalinks lost"
+    for pid, code in acked.items():
+        st, _, body = http("GET", base + "/permalink?q=" + pid)
+        assert st == 200 and json.loads(body)[0] == code
+    assert read_failures == [], f"{len(read_failures)}/{reads} reads failed during the switch"
+    print(f"\nfailover: first write {first_write_after:.2f}s after kill -9; {len(acked)} acked, 0 lost; "
+          f"{reads} reads, 0 failed; write errors while switching: {write_errors}")
+    # The old primary comes back as a replica of the new one.
+    topology.start("redis-primary")
+    wait_until(lambda: rediscluster.info(topology.primary, "replication", PASSWORD).get("role") == "slave"
+               and rediscluster.info(topology.primary, "replication", PASSWORD).get("master_link_status") == "up",
+               30, "old primary rejoins as a replica")
+    assert rediscluster.info(topology.primary, "replication", PASSWORD)["master_port"] == str(new_primary[1])
+
+
+def test_killing_one_of_two_permalinkd_leaves_the_other_serving(children, topology, password_file):
+    c1, b1, _ = start_permalinkd(children, topology, password_file, "p1")
+    c2, b2, _ = start_permalinkd(children, topology, password_file, "p2")
+    st, _, body = http("POST", b1 + "/permalink", {"code": "before"})
+    pid = json.loads(body)["query"]
+    c1.signal(signal.SIGKILL)
+    wait_until(lambda: not c1.alive(), 5, "p1 dead")
+    assert not http_ok(b1 + "/healthz")
+    st, _, body = http("GET", b2 + "/permalink?q=" + pid)
+    assert st == 200 and json.loads(body)[0] == "before"
+    for n in range(20):
+        st, _, body = http("POST", b2 + "/permalink", {"code": f"after {n}"})
+        assert st == 200, body
+    assert c2.alive()
