@@ -107,29 +107,31 @@ def supervise(spec: ClusterSpec) -> None:
 
     status_loop = task.LoopingCall(write_status)
 
-    def stop(*_):
-        if not monitor.running:
-            return
-        log.info("stopping every process")
-        status_loop.stop()
-        monitor.stopService()
+    def stopping():
+        """Before the reactor stops (SIGTERM/SIGINT): stop every process, wait for all exits."""
+        from twisted.internet import defer
 
-        def gone():
-            return not monitor.protocols
+        log.info("stopping every process")
+        if status_loop.running:
+            status_loop.stop()
+        monitor.stopService()
+        done = defer.Deferred()
 
         def check():
-            if gone():
+            if not monitor.protocols:
                 poll.stop()
-                reactor.stop()
+                done.callback(None)
 
         poll = task.LoopingCall(check)
+        poll.clock = reactor
         poll.start(0.1)
+        return done
 
+    # Twisted's own signal handling also reaps children (SIGCHLD): keep it on.
+    reactor.addSystemEventTrigger("before", "shutdown", stopping)
     reactor.callWhenRunning(monitor.startService)
     reactor.callWhenRunning(status_loop.start, 1.0, False)
-    reactor.callWhenRunning(lambda: signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(stop)))
-    reactor.callWhenRunning(lambda: signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(stop)))
-    reactor.run(installSignalHandlers=False)
+    reactor.run()
     try:
         os.unlink(status_path)
     except FileNotFoundError:
