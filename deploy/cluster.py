@@ -225,6 +225,19 @@ def up(spec: ClusterSpec, timeout: float) -> int:
     if waiting:
         print(f"cluster: not healthy after {timeout:.0f} s: {', '.join(sorted(waiting))}; logs in {spec.log_dir}")
         return 1
+    if spec.redis is not None:
+        # Permalink writes need a replica to confirm them (WAIT 1): wait for the topology.
+        from deploy import rediscluster
+
+        r = spec.redis
+        try:
+            rediscluster.wait_ready(timeout=max(1.0, deadline - time.monotonic()), primary=r.primary,
+                                    replicas=r.replicas, sentinels=r.sentinels, master_name=r.master_name,
+                                    password=rediscluster.read_password(r.password_file))
+        except TimeoutError as e:
+            print(f"cluster: {e}; logs in {spec.log_dir}")
+            return 1
+        print(f"cluster: redis primary with {len(r.replicas)} replicas and {len(r.sentinels)} sentinels ready")
     print(f"cluster: logs in {spec.log_dir}; stop it with: deploy/cluster down")
     print(spec.url)
     return 0

@@ -1,0 +1,137 @@
+"""``deploy/cluster up`` / ``down``: the whole cluster (Redis primary + 2
+replicas + 3 Sentinels, 2 permalinkd, 2 cell servers, the TLS edge) from one
+cluster file, used through the edge like a page would, then stopped with
+nothing left behind.  The file is the shipped one with free ports and a
+temporary state directory, so it cannot collide with a running dev cluster."""
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import urllib.request
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from tests.support.ports import free_ports
+from tests.support.procs import ROOT
+from tests.support.wsclient import stdout_of
+
+pytestmark = pytest.mark.integration
+
+
+def cluster_file(tmp) -> tuple[str, dict]:
+    p = dict(zip(["r0", "r1", "r2", "s0", "s1", "s2", "p1", "p2", "c1", "c2", "https", "http"], free_ports(12)))
+    var = tmp / "var"
+    text = f"""
+[cluster]
+var = "{var}"
+url = "https://localhost:{p['https']}/"
+[redis]
+master-name = "cstest"
+primary = {p['r0']}
+replicas = [{p['r1']}, {p['r2']}]
+sentinels = [{p['s0']}, {p['s1']}, {p['s2']}]
+password-file = "{var}/secrets/redis-password"
+[permalinkd]
+sentinels = "127.0.0.1:{p['s0']},127.0.0.1:{p['s1']},127.0.0.1:{p['s2']}"
+master-name = "cstest"
+redis-password-file = "{var}/secrets/redis-password"
+trusted-proxies = "127.0.0.1"
+[permalinkd.nodes.tp1]
+listen = ["tcp:{p['p1']}:interface=127.0.0.1"]
+[permalinkd.nodes.tp2]
+listen = ["tcp:{p['p2']}:interface=127.0.0.1"]
+[cellserver]
+trusted-proxies = "127.0.0.1"
+ready-kernels = 1
+computation-log = "{var}/log/computations.jsonl"
+[cellserver.nodes.tc1]
+listen = ["tcp:{p['c1']}:interface=127.0.0.1"]
+runtime-dir = "{tmp}/rt1"
+[cellserver.nodes.tc2]
+listen = ["tcp:{p['c2']}:interface=127.0.0.1"]
+runtime-dir = "{tmp}/rt2"
+[edgeproxy]
+cells = "tc1=http://127.0.0.1:{p['c1']},tc2=http://127.0.0.1:{p['c2']}"
+permalinks = "http://127.0.0.1:{p['p1']},http://127.0.0.1:{p['p2']}"
+access-log = "{var}/log/access.jsonl"
+[edgeproxy.nodes.te1]
+listen = ["ssl:{p['https']}:interface=127.0.0.1:privateKey={var}/certs/server.key:certKey={var}/certs/server.crt:extraCertChain={var}/certs/chain.pem"]
+http-listen = "tcp:{p['http']}:interface=127.0.0.1"
+"""
+    path = tmp / "cluster.toml"
+    path.write_text(text)
+    return str(path), p
+
+
+def cluster(*args, timeout=150):
+    return subprocess.run([str(ROOT / "deploy" / "cluster"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cl")
+    path, ports = cluster_file(tmp)
+    up = cluster("up", "--config", path, "--timeout", "120")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert up.stdout.strip().splitlines()[-1] == f"https://localhost:{ports['https']}/"
+        yield {"path": path, "ports": ports, "tmp": tmp, "base": f"https://localhost:{ports['https']}/",
+               "ca": str(tmp / "var" / "certs" / "ca.pem")}
+    finally:
+        down = cluster("down", "--config", path)
+        print(down.stdout, down.stderr)
+
+
+def test_through_the_tls_edge_compute_and_share(running):
+    ctx = ssl.create_default_context(cafile=running["ca"])
+
+    def post(path, **form):
+        data = urllib.parse.urlencode(form).encode()
+        with urllib.request.urlopen(urllib.request.Request(running["base"] + path, data=data), context=ctx,
+                                    timeout=30) as r:
+            return json.loads(r.read())
+
+    import urllib.parse
+    assert post("service", code="print(40+2)")["stdout"] == "42\n"
+    made = post("permalink", code="print('hello')", language="python", n="1")
+    with urllib.request.urlopen(running["base"] + f"permalink?q={made['query']}", context=ctx, timeout=10) as r:
+        assert json.loads(r.read())[:2] == ["print('hello')", "python"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_kernel_and_websocket_through_the_edge(running):
+    import treq
+    from twisted.internet import ssl as tssl
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+    from tests.edgeproxy.test_edge_integration import _wss
+
+    ca = tssl.Certificate.loadPEM(open(running["ca"], "rb").read())
+    client = treq.client.HTTPClient(Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=ca)))
+    resp = await client.post(running["base"] + "kernel", data={"timeout": "0"})
+    info = json.loads(await resp.content())
+    assert resp.code == 200, info
+    ws = await _wss(info["ws_url"] + f"kernel/{info['id']}/channels", {"ca": running["ca"]})
+    assert stdout_of(await ws.run("print('cluster')")) == "cluster\n"
+
+
+def test_down_leaves_nothing_behind(running):
+    down = cluster("down", "--config", running["path"])
+    assert down.returncode == 0 and "cluster: stopped" in down.stdout, down.stdout + down.stderr
+    marker = f"CELLSTACK_CLUSTER={running['tmp'] / 'var'}".encode()
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in open(f"/proc/{pid}/environ", "rb").read().split(b"\0"):
+                left.append(pid)
+        except OSError:
+            pass
+    assert not left
+    for rt in ("rt1", "rt2"):
+        d = running["tmp"] / rt
+        assert not d.exists() or not any(d.glob("sock/*")), list(d.glob("**/*"))
+    assert not (running["tmp"] / "var" / "run" / "supervisor.pid").exists()
