@@ -157,6 +157,14 @@ def _make_app_class():
                 configure_inline_support(shell, MPL_INLINE)
             self.warm_shell = shell
             _warm_lazy_paths(shell)
+            # Interacts (issue 7): SageMathCell's interact and controls in every
+            # kernel's namespace, imported once here and shared by the forks.
+            try:
+                from cellserver.interacts import imports as interact_names
+                shell.user_ns.update(interact_names)
+                shell.user_ns_hidden.update(interact_names)
+            except Exception:                   # no ipywidgets: kernels still start
+                pass
 
         def init_connection_file(self):
             pass                          # both sides know the ipc paths (layout.py)

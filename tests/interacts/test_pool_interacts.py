@@ -1,7 +1,7 @@
 """Interacts in the provider's forked kernels (the kernels users get).
 
-A real ``KernelPoolService`` forks kernels from its warm template with
-``cellserver.interacts`` preloaded; the test plays the browser's widget
+A real ``KernelPoolService`` forks kernels from its warm template, which puts
+``interact`` and the controls in the user namespace; the test plays the browser's widget
 manager over ``Kernel.send`` / ``add_listener``: slider change in, Output
 update out.
 """
@@ -69,15 +69,15 @@ def comm_states(msgs, comm_id):
 async def test_interact_in_a_forked_kernel():
     runtime = tempfile.mkdtemp(prefix="csi-", dir="/tmp")
     pool = KernelPoolService(reactor(), ProviderSettings(
-        runtime_dir=runtime, ready_kernels=1, max_kernels=2,
-        preload=tuple(DEFAULT_PRELOAD) + ("cellserver.interacts",)), "it")
+        runtime_dir=runtime, ready_kernels=1, max_kernels=2, preload=DEFAULT_PRELOAD), "it")
     pool.startService()
     try:
         await wait_for(lambda: pool.stats().ready >= 1, 60, "a ready kernel")
         k = await pool.take()
+        # No import: the template puts interact and the controls in the namespace.
         msgs = await request(k, execute(
-            "from cellserver.interacts import *\n"
             "@interact\ndef f(x=slider(0, 100)):\n    print('x', x)\n"))
+        assert not [m for m in msgs if m.msg_type == "error"], [m.content() for m in msgs]
         opens = {m.content()["data"]["state"]["_model_name"]: m.content()["comm_id"]
                  for m in msgs if m.msg_type == "comm_open"}
         slider, output = opens["IntSliderModel"], opens["OutputModel"]
