@@ -126,6 +126,7 @@ class PermalinkResource(resource.Resource):
             self.metrics.latency.labels(route).observe(max(0.0, self.clock.seconds() - start))
             self._logline(request, route, status, outcome, pid, start, **extra)
             if not gone:
+                request.setHeader(b"Content-Length", b"%d" % len(body))
                 request.write(body)
                 request.finish()
 
