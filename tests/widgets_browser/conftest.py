@@ -56,7 +56,6 @@ def cellserver(module_children):
     child = module_children.twistd("cellserver", "cellserver", [
         "--node", "w1", "--listen", f"tcp:{port}:interface=127.0.0.1",
         "--ready-kernels", "2", "--max-kernels", "12", "--runtime-dir", runtime,
-        "--preload", "numpy,matplotlib,cellserver.interacts",
     ])
     url = f"http://127.0.0.1:{port}/"
     wait_until(lambda: (_healthz(url) or {}).get("ready", 0) >= 1, 60, "cell server with a ready kernel",

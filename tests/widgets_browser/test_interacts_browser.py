@@ -71,7 +71,8 @@ def test_each_control_renders_and_reruns(harness):
 
 def test_attribute_set_from_later_evaluation_moves_slider(harness):
     page = harness
-    run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 10)):\n    print('x is', x)\n")
+    # No import: kernels have interact and the controls in their namespace.
+    run(page, "@interact\ndef f(x=slider(0, 10)):\n    print('x is', x)\n")
     wait_text(out(page), "x is 0")
     area = run(page, "f.x = 5\nprint('done')")
     wait_text(area, "done")
@@ -83,7 +84,7 @@ def test_attribute_set_from_later_evaluation_moves_slider(harness):
 
 def test_auto_update_false_waits_for_update(harness):
     page = harness
-    run(page, "from cellserver.interacts import *\n@interact\ndef f(n=slider(0, 10), auto_update=False):\n    print('n =', n)\n")
+    run(page, "@interact\ndef f(n=slider(0, 10), auto_update=False):\n    print('n =', n)\n")
     o = out(page)
     wait_text(o, "n = 0")
     page.locator(".interact-control-n .noUi-handle").focus()
