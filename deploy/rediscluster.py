@@ -163,32 +163,40 @@ def sentinel_primary(sentinels: Sequence[int], master_name: str, password: str |
     return None
 
 
-def topology_ready(*, primary: int, replicas: Sequence[int], sentinels: Sequence[int], master_name: str,
-                   password: str) -> bool:
-    """True once the primary has every replica online and every Sentinel knows them all."""
+def topology_problem(*, primary: int, replicas: Sequence[int], sentinels: Sequence[int], master_name: str,
+                     password: str) -> str | None:
+    """None once the primary has every replica online and every Sentinel knows them all; else what is missing."""
     try:
         rep = info(primary, "replication", password)
         if rep.get("role") != "master":
-            return False
+            return f"{primary} has role {rep.get('role')}"
         online = sum(1 for k, v in rep.items() if k.startswith("slave") and "state=online" in v)
         if online < len(replicas):
-            return False
+            return f"{primary} has {online} of {len(replicas)} replicas online"
         for port in sentinels:
             m = command(port, "SENTINEL", "MASTER", master_name, password=password)
             d = dict(zip(m[::2], m[1::2]))
             if int(d.get("port", 0)) != primary or int(d.get("num-slaves", 0)) < len(replicas) \
                     or int(d.get("num-other-sentinels", 0)) < len(sentinels) - 1:
-                return False
-        return True
-    except (OSError, RedisReplyError, ValueError):
-        return False
+                return (f"Sentinel {port} sees primary {d.get('port')} with {d.get('num-slaves')} replicas "
+                        f"and {d.get('num-other-sentinels')} other Sentinels")
+        return None
+    except (OSError, RedisReplyError, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def topology_ready(**topology) -> bool:
+    """True once the primary has every replica online and every Sentinel knows them all."""
+    return topology_problem(**topology) is None
 
 
 def wait_ready(timeout: float = 30.0, interval: float = 0.1, **topology) -> None:
     """Block until ``topology_ready(**topology)`` or raise ``TimeoutError``."""
     deadline = time.monotonic() + timeout
+    problem = None
     while time.monotonic() < deadline:
-        if topology_ready(**topology):
+        problem = topology_problem(**topology)
+        if problem is None:
             return
         time.sleep(interval)
-    raise TimeoutError(f"Redis topology not ready after {timeout}s: {topology.get('primary')}")
+    raise TimeoutError(f"Redis topology not ready after {timeout}s: {problem}")

@@ -21,6 +21,7 @@ class PermalinkSettings:
     redis_timeout: float = 2.0
     redis_pool: int = 4
     sentinel_refresh: float = 2.0
+    touch_interval: float = 0.5
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     max_code: int = 65_000
     max_body: int = 1_000_000

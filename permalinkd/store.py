@@ -39,14 +39,19 @@ end
 return {0, 0}
 """
 
+# KEYS: permalinks read since the last flush; ARGV: now, then one count per key.
 TOUCH_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'last_accessed', ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'requested', 1)
-  return 1
+local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'last_accessed', ARGV[1])
+    redis.call('HINCRBY', key, 'requested', tonumber(ARGV[i + 1]))
+    n = n + 1
+  end
 end
-return 0
+return n
 """
+TOUCH_BATCH = 500
 
 
 class NotReplicated(Exception):
@@ -73,6 +78,9 @@ class RedisStore:
         self.primary: RedisNode | None = None
         self.replicas: dict[tuple[str, int], RedisNode] = {}
         self.on_change = on_change or (lambda event, **kw: None)
+        # Reads are counted here and written in batches (flush_touches), so a
+        # read costs no Redis write of its own.
+        self._touches: dict[str, int] = {}
 
     # --- topology ------------------------------------------------------------
 
@@ -183,17 +191,35 @@ class RedisStore:
         raise Unavailable(f"no Redis server could be read ({last_error or 'none connected'})")
 
     def _touch(self, key: str, now: float) -> None:
-        """Best effort: last_accessed and the count, on the primary only."""
+        self._touches[key] = self._touches.get(key, 0) + 1
+
+    def flush_touches(self, now: float):
+        """Best effort: write last_accessed and the read counts gathered since the
+        last flush to the primary.  Failures are logged and the counts dropped:
+        they never fail a read.  Returns a Deferred (or None if nothing to do)."""
+        if not self._touches:
+            return None
         primary = self.primary
         if primary is None or not primary.connected:
-            return
-        try:
-            d = primary.protocol().execute_command("EVAL", TOUCH_SCRIPT, 1, key, repr(now))
-        except Exception as e:  # noqa: BLE001 - never fails the read
-            self._log.debug("touch of {key} failed: {error}", key=key, error=str(e))
-            return
-        d.addErrback(lambda f: self._log.debug("touch of {key} failed: {error}", key=key,
-                                               error=f.getErrorMessage()))
+            if len(self._touches) > 100_000:
+                self._touches.clear()   # primary away for long: forget rather than grow
+            return None
+        pending, self._touches = self._touches, {}
+        items = list(pending.items())
+        ds = []
+        for start in range(0, len(items), TOUCH_BATCH):
+            chunk = items[start:start + TOUCH_BATCH]
+            try:
+                d = primary.protocol().execute_command(
+                    "EVAL", TOUCH_SCRIPT, len(chunk), *[k for k, _ in chunk], repr(now), *[c for _, c in chunk])
+            except Exception as e:  # noqa: BLE001 - never fails a read
+                self._log.warn("access counts not written: {error}", error=str(e))
+                continue
+            d.addErrback(lambda f: self._log.warn("access counts not written: {error}",
+                                                  error=f.getErrorMessage()))
+            ds.append(d)
+        from twisted.internet import defer
+        return defer.DeferredList(ds) if ds else None
 
 
 def _as_dict(values) -> dict:

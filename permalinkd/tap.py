@@ -67,6 +67,8 @@ class Options(NodeOptions):
          positive_float("redis-timeout", 0.05)],
         ["redis-pool", None, _D["redis_pool"].default, "Connections per Redis server.",
          positive_int("redis-pool", 1, 64)],
+        ["touch-interval", None, _D["touch_interval"].default,
+         "Seconds between writes of read counts / last_accessed (batched).", positive_float("touch-interval", 0.01)],
         ["sentinel-refresh", None, _D["sentinel_refresh"].default,
          "Seconds between asking Sentinel for the primary and replicas (besides +switch-master).",
          positive_float("sentinel-refresh", 0.1)],
@@ -117,7 +119,8 @@ class Options(NodeOptions):
             node=node, listen=tuple(self["listen"]), redis=redis, replicas=replicas, sentinels=sentinels,
             master_name=self["master-name"], password=password or None, wait_replicas=wait,
             wait_timeout_ms=self["wait-timeout"], redis_timeout=self["redis-timeout"],
-            redis_pool=self["redis-pool"], sentinel_refresh=self["sentinel-refresh"], languages=languages,
+            redis_pool=self["redis-pool"], touch_interval=self["touch-interval"],
+            sentinel_refresh=self["sentinel-refresh"], languages=languages,
             max_code=self["max-code"], max_body=self["max-body"], request_log=self["request-log"],
             trusted_proxies=trusted,
         )
@@ -131,6 +134,11 @@ class RedisService(service.Service):
 
     def startService(self):
         super().startService()
+        from twisted.internet import task
+        clock = self.store.reactor
+        self._flusher = task.LoopingCall(lambda: self.store.flush_touches(clock.seconds()))
+        self._flusher.clock = clock
+        self._flusher.start(self.settings.touch_interval, now=False)
         if self.watcher is not None:
             self.watcher.start()
         else:
@@ -140,6 +148,9 @@ class RedisService(service.Service):
     def stopService(self):
         super().stopService()
         from twisted.internet import defer
+        if self._flusher.running:
+            self._flusher.stop()
+        self.store.flush_touches(self.store.reactor.seconds())
         ds = [self.store.close()]
         if self.watcher is not None:
             ds.append(self.watcher.stop())
@@ -172,6 +183,18 @@ def build(settings: PermalinkSettings, reactor, sink=None):
     return store, watcher, metrics, root
 
 
+def _quiet_site():
+    from twisted.web import server
+
+    class QuietSite(server.Site):
+        """No Twisted access-log line per request: the request log (--request-log) is ours."""
+
+        def log(self, request):
+            pass
+
+    return QuietSite
+
+
 def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
@@ -180,10 +203,11 @@ def makeService(options, reactor=None):
     from permalinkd.web import request_factory
 
     settings: PermalinkSettings = options.settings
+    QuietSite = _quiet_site()
     store, watcher, metrics, root = build(settings, reactor)
     top = service.MultiService()
     RedisService(store, settings, watcher).setServiceParent(top)
-    site = server.Site(root)
+    site = QuietSite(root)
     site.requestFactory = request_factory(settings.max_body)
     site.displayTracebacks = False
     for desc in settings.listen:

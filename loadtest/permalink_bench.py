@@ -1,0 +1,137 @@
+"""permalinkd throughput and failover figures on this machine (prints a table).
+
+One run, everything on 127.0.0.1 (shares the cores with the load client):
+Redis primary + 2 replicas + 3 Sentinels, one ``twistd permalinkd``
+following them, and for comparison a bare Twisted ``Site`` answering a
+constant.  A single-process asyncio client with ``--connections`` keep-alive
+connections measures, each for ``--seconds``:
+
+* GET of a constant from the bare Site (the baseline);
+* GET /permalink?q= of existing permalinks (cycling over ``--ids``);
+* POST /permalink of new cells (every write waits for ``WAIT 1``);
+
+then one failover round (``loadtest.permalink_failover``): time from
+``kill -9`` of the primary to the first acknowledged write, and
+acknowledged writes lost.  Targets from issue 4: GET >= 0.5x bare Site,
+POST >= 1,500/s, first write <= 3 s, 0 lost.
+
+    python -m loadtest.permalink_bench [--seconds 5] [--connections 16]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from urllib.parse import urlencode
+
+from loadtest.permalink_failover import VENV_BIN, Cluster, Conn, failover_round, free_ports, wait, _ok
+from loadtest.stats import percentile
+
+CONSTANT_SITE = """
+import sys
+from twisted.internet import reactor
+from twisted.web import resource, server
+class Constant(resource.Resource):
+    isLeaf = True
+    def render_GET(self, request):
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        return b'["print(1)","sage","[]"]'
+reactor.listenTCP(int(sys.argv[1]), server.Site(Constant()), interface="127.0.0.1")
+reactor.run()
+"""
+
+
+async def load(port: int, seconds: float, connections: int, make_request) -> tuple[int, int, list[float]]:
+    """(ok, failed, latencies) of ``connections`` loops for ``seconds``."""
+    ok = failed = 0
+    latencies: list[float] = []
+    end = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def loop():
+        nonlocal ok, failed
+        conn = Conn("127.0.0.1", port)
+        while time.monotonic() < end:
+            method, path, body = make_request(next(counter))
+            t0 = time.perf_counter()
+            status, _ = await conn.request(method, path, body)
+            latencies.append(time.perf_counter() - t0)
+            if status == 200:
+                ok += 1
+            else:
+                failed += 1
+        conn.close()
+
+    await asyncio.gather(*[loop() for _ in range(connections)])
+    return ok, failed, latencies
+
+
+def row(name: str, seconds: float, result, target: str = "") -> tuple[str, float]:
+    ok, failed, lat = result
+    lat.sort()
+    rate = ok / seconds
+    return (f"{name:<38} {rate:>9.0f} {failed:>6} {percentile(lat, 50) * 1000:>8.2f} "
+            f"{percentile(lat, 99) * 1000:>8.2f}  {target}"), rate
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--ids", type=int, default=500)
+    args = ap.parse_args(argv)
+    cluster = Cluster.start()
+    try:
+        base = cluster.permalinkd("p1")
+        pl_port = int(base.rsplit(":", 1)[1])
+        (const_port,) = free_ports(1)
+        cluster.run("constant-site", [os.path.join(VENV_BIN, "python"), "-c", CONSTANT_SITE, str(const_port)])
+        wait(lambda: _ok(f"http://127.0.0.1:{const_port}/"), 10, "constant site")
+
+        async def seed() -> list[str]:
+            conn = Conn("127.0.0.1", pl_port)
+            out = []
+            for i in range(args.ids):
+                status, data = await conn.request("POST", "/permalink", urlencode(
+                    {"code": f"seed {i}\nprint({i})", "language": "sage"}).encode())
+                assert status == 200, data
+                out.append(json.loads(data)["query"])
+            conn.close()
+            return out
+
+        ids = asyncio.run(seed())
+        tag = str(time.time())
+        phases = [
+            ("GET constant, bare twisted.web Site", const_port, lambda i: ("GET", "/", b""), ""),
+            ("GET /permalink?q= (permalinkd)", pl_port,
+             lambda i: ("GET", "/permalink?q=" + ids[i % len(ids)], b""), ">= 0.5x bare Site"),
+            ("POST /permalink, WAIT 1 (permalinkd)", pl_port,
+             lambda i: ("POST", "/permalink", urlencode({"code": f"bench {tag} {i}", "n": str(i)}).encode()),
+             ">= 1500/s"),
+        ]
+        lines, rates = [], []
+        for name, port, make, target in phases:
+            result = asyncio.run(load(port, args.seconds, args.connections, make))
+            line, rate = row(name, args.seconds, result, target)
+            lines.append(line)
+            rates.append(rate)
+        fo = asyncio.run(failover_round(cluster, base, 4, "bench"))
+        print(f"\npermalinkd benchmark: {os.cpu_count()} cores shared by Redis x3, Sentinel x3, permalinkd, "
+              f"the baseline Site and the load client; {args.connections} keep-alive connections, "
+              f"{args.seconds:.0f} s per phase")
+        print(f"{'phase':<38} {'req/s':>9} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8}  target")
+        for line in lines:
+            print(line)
+        print(f"{'GET ratio permalinkd / bare Site':<38} {rates[1] / rates[0]:>9.2f}")
+        print(f"{'failover: first write after kill -9':<38} {fo.first_write_s:>8.2f}s {'':>24}  <= 3 s")
+        print(f"{'failover: acknowledged writes lost':<38} {fo.lost:>9} {'':>24}  0 (of {fo.acked} acked)")
+        return 0
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
