@@ -1,0 +1,527 @@
+/* cellstack: the embeddable compute cell, compatible with SageMathCell's
+ * embedded_sagecell.js.  A page loads this script and calls
+ *
+ *     sagecell.makeSagecell({inputLocation: "#mycell", evalButtonText: "Evaluate"});
+ *
+ * The server is the script's own origin, or <link property="sagecell-root" href="...">.
+ * Each evaluation's output goes only into the area of the request that made it
+ * (routed by parent_header.msg_id); output of abandoned requests is dropped.
+ * HTML and JavaScript output run in sandboxed iframes, so the page's styles and
+ * the output's cannot clash.  Widgets (ipywidgets, @interact) are drawn by the
+ * widget bundle (static/build/widgets.js), loaded the first time one appears.
+ */
+(function () {
+  "use strict";
+  if (window.sagecell && window.sagecell._cellstack) return;
+
+  var script = document.currentScript;
+  var rootLink = document.querySelector('link[property="sagecell-root"]');
+  var ROOT = rootLink ? rootLink.href : (script ? new URL(".", script.src).href : location.origin + "/");
+  if (script && /\/static\/embedded_sagecell\.js/.test(script.src)) ROOT = new URL("../", script.src).href;
+  if (!/\/$/.test(ROOT)) ROOT += "/";
+
+  var TOS_COOKIE = "cellstack_tos_accepted";
+  var WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+  var cells = [];
+  var linked = {};          // linkKey -> shared Kernel
+  var tosText = null;       // null: not fetched; "": no terms
+  var widgetsLoading = null;
+
+  function el(tag, attrs, children) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (k === "text") e.textContent = attrs[k];
+      else if (k === "class") e.className = attrs[k];
+      else if (k.slice(0, 2) === "on") e.addEventListener(k.slice(2), attrs[k]);
+      else e.setAttribute(k, attrs[k]);
+    }
+    (children || []).forEach(function (c) { if (c) e.appendChild(c); });
+    return e;
+  }
+
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID().replace(/-/g, "");
+    var s = ""; for (var i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16); return s;
+  }
+
+  function loadCss(href) {
+    if (document.querySelector('link[data-cellstack="' + href + '"]')) return;
+    var l = el("link", { rel: "stylesheet", href: href, "data-cellstack": href });
+    document.head.appendChild(l);
+  }
+
+  function loadScript(src) {
+    return new Promise(function (resolve, reject) {
+      var s = el("script", { src: src });
+      s.onload = resolve;
+      s.onerror = function () { reject(new Error("could not load " + src)); };
+      document.head.appendChild(s);
+    });
+  }
+
+  function loadWidgets() {
+    if (window.cellstackWidgets) return Promise.resolve(window.cellstackWidgets);
+    if (!widgetsLoading) widgetsLoading = loadScript(ROOT + "static/build/widgets.js").then(function () {
+      return window.cellstackWidgets;
+    });
+    return widgetsLoading;
+  }
+
+  function hasCookie(name) {
+    return document.cookie.split(";").some(function (c) { return c.trim().indexOf(name + "=") === 0; });
+  }
+
+  // ---- ANSI colours (tracebacks, coloured prints) --------------------------------
+  var ANSI = { 30: "#000", 31: "#c0392b", 32: "#27864a", 33: "#a5730c", 34: "#2361b8", 35: "#8e44ad",
+               36: "#138496", 37: "#777", 90: "#777", 91: "#e74c3c", 92: "#2ecc71", 93: "#d4a017",
+               94: "#3b82f6", 95: "#b05cc8", 96: "#17a2b8", 97: "#ccc" };
+  function ansiToNodes(text, parent) {
+    var re = /\x1b\[([0-9;]*)m/g, last = 0, style = {}, m;
+    function emit(s) {
+      if (!s) return;
+      var span = el("span", { text: s });
+      if (style.color) span.style.color = style.color;
+      if (style.bold) span.style.fontWeight = "bold";
+      if (style.bg) span.style.background = style.bg;
+      parent.appendChild(span);
+    }
+    while ((m = re.exec(text))) {
+      emit(text.slice(last, m.index));
+      last = re.lastIndex;
+      (m[1] || "0").split(";").forEach(function (c) {
+        c = parseInt(c || "0", 10);
+        if (c === 0) style = {};
+        else if (c === 1) style.bold = true;
+        else if (c === 39) delete style.color;
+        else if (c === 49) delete style.bg;
+        else if (ANSI[c]) style.color = ANSI[c];
+        else if (c >= 40 && c <= 47) style.bg = ANSI[c - 10];
+      });
+    }
+    emit(text.slice(last));
+  }
+
+  // ---- a kernel: POST /kernel + websocket ---------------------------------------
+  function Kernel(opts) {
+    this.timeout = opts.timeout || 0;
+    this.handlers = {};        // msg_id -> function(msg)
+    this.ws = null;
+    this.dead = null;
+    this.session = uuid();
+    this.onDead = [];
+    this.widgets = null;
+  }
+  Kernel.prototype.start = function () {
+    var self = this;
+    if (this.starting) return this.starting;
+    var body = new URLSearchParams({ timeout: String(this.timeout), CellSessionID: this.session });
+    if (hasCookie(TOS_COOKIE)) body.set("accepted_tos", "true");
+    this.starting = fetch(ROOT + "kernel", { method: "POST", body: body, credentials: "include" })
+      .then(function (resp) {
+        return resp.json().catch(function () { return {}; }).then(function (info) {
+          if (!resp.ok) {
+            var err = new Error(info.message || ("HTTP " + resp.status));
+            err.status = resp.status;
+            err.code = info.error;
+            err.retryAfter = parseInt(resp.headers.get("Retry-After") || "0", 10);
+            throw err;
+          }
+          return info;
+        });
+      })
+      .then(function (info) {
+        self.id = info.id;
+        var base = (info.ws_url || ROOT.replace(/^http/, "ws")).replace(/\/?$/, "/");
+        return new Promise(function (resolve, reject) {
+          var ws = new WebSocket(base + "kernel/" + info.id + "/channels");
+          self.ws = ws;
+          ws.onopen = function () { resolve(self); };
+          ws.onerror = function () { reject(new Error("could not connect to the kernel")); };
+          ws.onmessage = function (ev) { self.receive(JSON.parse(ev.data)); };
+          ws.onclose = function (ev) { self.ended(ev.reason || ("connection closed (" + ev.code + ")"), ev.code); };
+        });
+      });
+    return this.starting;
+  };
+  Kernel.prototype.receive = function (msg) {
+    var c = msg.content || {};
+    if (this.widgets && this.widgets.handleMessage(msg)) return;
+    var t = msg.msg_type || (msg.header || {}).msg_type;
+    if (t === "comm_open" && !this.widgets) {
+      var self = this, queued = [msg];
+      this.pendingWidgets = queued;
+      loadWidgets().then(function (W) {
+        self.widgets = W.createManager({ send: function (m) { self.ws.send(JSON.stringify(m)); }, session: self.session });
+        queued.forEach(function (m) { self.widgets.handleMessage(m); });
+        self.pendingWidgets = null;
+        (self.widgetWaiters || []).forEach(function (f) { f(); });
+      });
+      return;
+    }
+    if (this.pendingWidgets && /^comm_/.test(t)) { this.pendingWidgets.push(msg); return; }
+    if (t === "status" && c.execution_state === "dead") { this.ended(c.reason || "kernel died"); return; }
+    var parent = (msg.parent_header || {}).msg_id;
+    var h = parent && this.handlers[parent];
+    if (h) h(msg);
+  };
+  Kernel.prototype.whenWidgets = function (f) {
+    if (this.widgets) f(); else (this.widgetWaiters = this.widgetWaiters || []).push(f);
+  };
+  Kernel.prototype.ended = function (reason, code) {
+    if (this.dead) return;
+    this.dead = { reason: reason, code: code };
+    if (this.widgets) this.widgets.disconnect(reason);
+    this.onDead.forEach(function (f) { f(reason, code); });
+  };
+  Kernel.prototype.send = function (msgType, content, onReply, channel) {
+    var id = uuid();
+    if (onReply) this.handlers[id] = onReply;
+    this.ws.send(JSON.stringify({
+      channel: channel || "shell",
+      header: { msg_id: id, msg_type: msgType, session: this.session, username: "cell", version: "5.3",
+                date: new Date().toISOString() },
+      parent_header: {}, metadata: {}, content: content
+    }));
+    return id;
+  };
+  Kernel.prototype.close = function () {
+    if (this.ws && this.ws.readyState <= 1) this.ws.close(1000);
+    if (this.id) fetch(ROOT + "kernel/" + this.id, { method: "DELETE", credentials: "include" }).catch(function () {});
+  };
+
+  // ---- output of one request ---------------------------------------------------------
+  function Output(area, kernel) {
+    this.area = area;
+    this.kernel = kernel;
+    this.stream = null;
+    this.waitClear = false;
+    this.displays = {};
+  }
+  Output.prototype.clearIfWaiting = function () {
+    if (this.waitClear) { this.area.textContent = ""; this.stream = null; this.waitClear = false; }
+  };
+  Output.prototype.handle = function (msg) {
+    var t = msg.msg_type || msg.header.msg_type, c = msg.content;
+    if (t === "stream") {
+      this.clearIfWaiting();
+      if (!this.stream || this.stream.name !== c.name) {
+        this.stream = { name: c.name, node: el("pre", { class: "sagecell-stream sagecell-" + c.name }) };
+        this.area.appendChild(this.stream.node);
+      }
+      ansiToNodes(c.text, this.stream.node);
+    } else if (t === "execute_result" || t === "display_data") {
+      this.clearIfWaiting();
+      this.stream = null;
+      var node = this.render(c.data || {}, c.metadata || {});
+      var did = c.transient && c.transient.display_id;
+      if (did) this.displays[did] = node;
+      this.area.appendChild(node);
+    } else if (t === "update_display_data") {
+      var old = this.displays[c.transient && c.transient.display_id];
+      if (old) { var fresh = this.render(c.data || {}, c.metadata || {}); old.replaceWith(fresh);
+                 this.displays[c.transient.display_id] = fresh; }
+    } else if (t === "error") {
+      this.clearIfWaiting();
+      this.stream = null;
+      var pre = el("pre", { class: "sagecell-error" });
+      ansiToNodes((c.traceback || [c.ename + ": " + c.evalue]).join("\n"), pre);
+      this.area.appendChild(pre);
+    } else if (t === "clear_output") {
+      if (c.wait) this.waitClear = true; else { this.area.textContent = ""; this.stream = null; }
+    }
+  };
+  Output.prototype.render = function (data, metadata) {
+    var box = el("div", { class: "sagecell-display" });
+    var kernel = this.kernel;
+    if (data[WIDGET_MIME]) {
+      box.textContent = "";
+      kernel.whenWidgets(function () { kernel.widgets.renderOutput(data, box); });
+    } else if (data["text/html"] !== undefined) {
+      box.appendChild(frame(data["text/html"], "html"));
+    } else if (data["image/svg+xml"] !== undefined) {
+      box.appendChild(el("img", { alt: "SVG output", class: "sagecell-image",
+        src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(data["image/svg+xml"]) }));
+    } else if (data["image/png"] !== undefined) {
+      box.appendChild(el("img", { alt: "image output", class: "sagecell-image", src: "data:image/png;base64," + data["image/png"] }));
+    } else if (data["image/jpeg"] !== undefined) {
+      box.appendChild(el("img", { alt: "image output", class: "sagecell-image", src: "data:image/jpeg;base64," + data["image/jpeg"] }));
+    } else if (data["application/javascript"] !== undefined) {
+      box.appendChild(frame("<script>" + data["application/javascript"].replace(/<\/script/gi, "<\\/script") + "<\/script>", "js"));
+    } else if (data["text/latex"] !== undefined && window.MathJax && MathJax.typesetPromise) {
+      box.textContent = data["text/latex"];
+      MathJax.typesetPromise([box]).catch(function () {});
+    } else if (data["text/plain"] !== undefined) {
+      var pre = el("pre", { class: "sagecell-result" });
+      ansiToNodes(data["text/plain"], pre);
+      box.appendChild(pre);
+    }
+    return box;
+  };
+
+  // HTML/JS output in a sandboxed iframe (scripts allowed, same origin not): it
+  // cannot touch the page, its cookies or its styles; it reports its height.
+  function frame(html, kind) {
+    var id = uuid();
+    var doc = "<!doctype html><meta charset=utf-8><style>body{margin:0;font-family:sans-serif}</style>" + html +
+      "<script>(function(){function h(){parent.postMessage({cellstackFrame:'" + id + "',height:Math.ceil(document.body.getBoundingClientRect().height)+4},'*')}" +
+      "addEventListener('load',h);new ResizeObserver(h).observe(document.body);h()})()<\/script>";
+    var f = el("iframe", { class: "sagecell-frame sagecell-frame-" + kind, sandbox: "allow-scripts",
+                           title: "output", "data-frame": id });
+    f.srcdoc = doc;
+    return f;
+  }
+  window.addEventListener("message", function (ev) {
+    var d = ev.data;
+    if (!d || !d.cellstackFrame) return;
+    var f = document.querySelector('iframe[data-frame="' + d.cellstackFrame + '"]');
+    if (f && ev.source === f.contentWindow) f.style.height = Math.min(Math.max(d.height, 20), 2000) + "px";
+  });
+
+  // ---- terms of service --------------------------------------------------------------
+  function ensureTerms(cell) {
+    if (hasCookie(TOS_COOKIE)) return Promise.resolve(true);
+    var got = tosText !== null ? Promise.resolve(tosText) :
+      fetch(ROOT + "tos.html", { credentials: "include" }).then(function (r) {
+        return r.status === 200 ? r.text() : "";
+      }).catch(function () { return ""; }).then(function (t) { tosText = t; return t; });
+    return got.then(function (text) {
+      if (!text) return true;
+      return new Promise(function (resolve) {
+        var terms = el("div", { class: "sagecell-terms-text" });
+        terms.appendChild(frame(text, "terms"));
+        var box = el("div", { class: "sagecell-terms", role: "dialog", "aria-label": "Terms of service" }, [
+          el("p", { text: "Please accept the terms of service to run code on this server." }), terms,
+          el("div", { class: "sagecell-terms-buttons" }, [
+            el("button", { type: "button", class: "sagecell-accept", text: "Accept", onclick: function () {
+              document.cookie = TOS_COOKIE + "=1; path=/; max-age=31536000; SameSite=Lax";
+              box.remove(); resolve(true);
+            } }),
+            el("button", { type: "button", class: "sagecell-decline", text: "Decline", onclick: function () {
+              box.remove(); resolve(false);
+            } })
+          ])
+        ]);
+        cell.output.parentNode.insertBefore(box, cell.output);
+        box.querySelector(".sagecell-accept").focus();
+      });
+    });
+  }
+
+  // ---- the cell ------------------------------------------------------------------------
+  function codeFrom(input, opts) {
+    if (opts.code !== undefined) return opts.code;
+    if (opts.codeLocation) {
+      var src = typeof opts.codeLocation === "string" ? document.querySelector(opts.codeLocation) : opts.codeLocation;
+      if (src) return src.value !== undefined ? src.value : src.textContent;
+    }
+    var s = input.querySelector('script[type="text/x-sage"], script[type="text/x-python"]');
+    if (s) return s.textContent.replace(/^\n/, "");
+    var ta = input.querySelector("textarea");
+    if (ta) return ta.value;
+    return input.textContent.trim() ? input.textContent.replace(/^\n/, "") : "";
+  }
+
+  function makeSagecell(opts) {
+    opts = opts || {};
+    var input = typeof opts.inputLocation === "string" ? document.querySelector(opts.inputLocation) : opts.inputLocation;
+    if (!input) throw new Error("makeSagecell: inputLocation " + opts.inputLocation + " not found");
+    loadCss(ROOT + "static/cell.css");
+    var code = codeFrom(input, opts);
+    input.textContent = "";
+    var outLoc = opts.outputLocation ? (typeof opts.outputLocation === "string"
+      ? document.querySelector(opts.outputLocation) : opts.outputLocation) : null;
+    var hide = opts.hide || [];
+    var editorKind = opts.editor || "codemirror";
+    var readOnly = /readonly/.test(editorKind);
+    var languages = opts.languages || ["python"];
+    var cell = { opts: opts, input: input, requests: {}, current: null, kernel: null, startedAt: 0, timer: null };
+    cells.push(cell);
+
+    var editor = el("textarea", { class: "sagecell-editor", spellcheck: "false", "aria-label": "Code",
+                                  rows: String(Math.max(3, Math.min(20, code.split("\n").length + 1))) });
+    editor.value = code;
+    if (readOnly) editor.readOnly = true;
+    var evalButton = el("button", { type: "button", class: "sagecell-evaluate", text: opts.evalButtonText || "Evaluate" });
+    var stopButton = el("button", { type: "button", class: "sagecell-stop", text: "Stop", disabled: "disabled",
+                                    "aria-label": "Stop the running computation" });
+    var shareButton = el("button", { type: "button", class: "sagecell-share", text: "Share" });
+    var lang = el("select", { class: "sagecell-language", "aria-label": "Language" });
+    languages.forEach(function (l) { lang.appendChild(el("option", { value: l, text: l })); });
+    lang.value = opts.defaultLanguage || languages[0];
+    var status = el("span", { class: "sagecell-status", role: "status", "aria-live": "polite" });
+    var share = el("div", { class: "sagecell-links", hidden: "hidden" });
+    var output = el("div", { class: "sagecell-output", "aria-label": "Output" });
+    cell.output = output;
+    var toolbar = el("div", { class: "sagecell-toolbar" }, [evalButton, stopButton,
+      languages.length > 1 && hide.indexOf("language") < 0 ? lang : null,
+      hide.indexOf("permalink") < 0 && hide.indexOf("share") < 0 ? shareButton : null, status]);
+    var box = el("div", { class: "sagecell" }, [hide.indexOf("editor") < 0 ? editor : null,
+      hide.indexOf("evalButton") < 0 ? toolbar : null, share]);
+    input.appendChild(box);
+    (outLoc || box).appendChild(output);
+    cell.editor = editor;
+    cell.root = box;
+
+    function setStatus(text, kind) {
+      status.textContent = text;
+      status.className = "sagecell-status" + (kind ? " sagecell-state-" + kind : "");
+      box.setAttribute("data-state", kind || "");
+    }
+
+    function tick() {
+      if (!cell.startedAt) return;
+      setStatus("running " + ((Date.now() - cell.startedAt) / 1000).toFixed(1) + " s", "running");
+    }
+
+    function getKernel() {
+      if (opts.linked || opts.linkKey) {
+        var key = opts.linkKey || "default";
+        var k = linked[key];
+        if (!k || k.dead) { k = linked[key] = new Kernel({ timeout: 600 }); }
+        return k;
+      }
+      if (!cell.kernel || cell.kernel.dead || cell.kernel.finishedOnce) cell.kernel = new Kernel({ timeout: 0 });
+      return cell.kernel;
+    }
+
+    function finish(text, kind) {
+      cell.startedAt = 0;
+      clearInterval(cell.timer);
+      stopButton.disabled = true;
+      setStatus(text, kind);
+    }
+
+    function evaluate() {
+      var src = editor.value;
+      ensureTerms(cell).then(function (ok) {
+        if (!ok) { setStatus("not evaluated: the terms of service were declined", "declined"); return; }
+        run(src);
+      });
+    }
+
+    function run(src) {
+      var kernel = getKernel();
+      var area = el("div", { class: "sagecell-request" });
+      output.textContent = "";
+      output.appendChild(area);
+      cell.current = null;     // output of earlier requests is dropped from here on
+      setStatus(kernel.ws ? "queued" : "starting", "queued");
+      kernel.start().then(function () {
+        if (kernel.dead) throw new Error(kernel.dead.reason);
+        if (!kernel.deadHooked) {
+          kernel.deadHooked = true;
+          kernel.onDead.push(function (reason, code) {
+            if (/^finished/.test(reason || "")) return;               // timeout=0: ended as planned
+            if (cell.kernel === kernel || opts.linked || opts.linkKey) {
+              finish("kernel dead: " + reason, "dead");
+            }
+          });
+        }
+        var out = new Output(area, kernel);
+        var id = kernel.send("execute_request", { code: src, silent: false, store_history: true,
+                                                  user_expressions: {}, allow_stdin: false }, function (msg) {
+          if (cell.current !== id) return;                            // an abandoned request
+          var t = msg.msg_type || msg.header.msg_type, c = msg.content;
+          if (t === "status") {
+            if (c.execution_state === "busy") { if (!cell.startedAt) { cell.startedAt = Date.now(); cell.timer = setInterval(tick, 100); } tick(); }
+            else if (c.execution_state === "idle") {
+              var how = cell.interrupted ? ["interrupted", "interrupted"] : cell.errored ? ["finished with an error", "error"] : ["finished", "finished"];
+              finish(how[0], how[1]);
+              if (!opts.linked && !opts.linkKey) kernel.finishedOnce = !kernel.widgets && !kernel.pendingWidgets;
+            }
+          } else if (t === "execute_reply") {
+            if (c.status === "aborted") finish("superseded", "finished");
+            if (c.status === "error") {
+              cell.errored = true;
+              if (c.ename === "KeyboardInterrupt") cell.interrupted = true;
+            }
+          } else {
+            out.handle(msg);
+          }
+        });
+        cell.current = id;
+        cell.interrupted = false;
+        cell.errored = false;
+        stopButton.disabled = false;
+        if (opts.callback) try { opts.callback(); } catch (e) { /* the page's callback */ }
+      }).catch(function (err) {
+        if (err.status === 429) finish("rate limited: try again in " + (err.retryAfter || 1) + " s", "ratelimited");
+        else if (err.status === 503) finish("no capacity: all kernels are busy, try again soon", "nocapacity");
+        else if (err.status === 403) { document.cookie = TOS_COOKIE + "=; path=/; max-age=0"; tosText = null;
+                                       finish("the terms of service must be accepted", "declined"); }
+        else finish("error: " + err.message, "dead");
+      });
+    }
+
+    function stop() {
+      var k = cell.kernel || linked[opts.linkKey || "default"];
+      if (k && k.ws && !k.dead) { k.send("interrupt_request", {}, null, "control"); cell.interrupted = true; }
+    }
+
+    function doShare() {
+      var body = new URLSearchParams({ code: editor.value, language: lang.value, interacts: "[]", n: "1" });
+      share.hidden = false;
+      share.textContent = "making a link...";
+      fetch(ROOT + "permalink", { method: "POST", body: body, credentials: "include" })
+        .then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error(j.message || r.status); return j; }); })
+        .then(function (j) {
+          share.textContent = "";
+          [["Short link", ROOT + "?q=" + j.query], ["Long link", ROOT + "?z=" + j.zip + "&lang=" + lang.value]]
+            .forEach(function (pair) {
+              var a = el("a", { href: pair[1], class: "sagecell-link", target: "_blank", rel: "noopener", text: pair[1] });
+              var copy = el("button", { type: "button", class: "sagecell-copy", text: "Copy",
+                "aria-label": "Copy the " + pair[0].toLowerCase(), onclick: function () {
+                  (navigator.clipboard ? navigator.clipboard.writeText(pair[1]) : Promise.reject()).then(
+                    function () { copy.textContent = "Copied"; }, function () { copy.textContent = "Select and copy"; });
+                } });
+              share.appendChild(el("div", { class: "sagecell-linkrow" }, [el("span", { text: pair[0] + ": " }), a, copy]));
+            });
+        })
+        .catch(function (e) { share.textContent = "could not make a link: " + e.message; });
+    }
+
+    evalButton.addEventListener("click", evaluate);
+    stopButton.addEventListener("click", stop);
+    shareButton.addEventListener("click", doShare);
+    editor.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" && ev.shiftKey) { ev.preventDefault(); evaluate(); }
+      else if (ev.key === "Tab" && !ev.shiftKey && cell.kernel && cell.kernel.ws && !cell.kernel.dead) {
+        ev.preventDefault();
+        complete(cell.kernel);
+      }
+    });
+
+    function complete(kernel) {
+      var pos = editor.selectionStart;
+      kernel.send("complete_request", { code: editor.value, cursor_pos: pos }, function (msg) {
+        if ((msg.msg_type || msg.header.msg_type) !== "complete_reply") return;
+        var c = msg.content, m = c.matches || [];
+        if (m.length === 1) {
+          editor.setRangeText(m[0], c.cursor_start, c.cursor_end, "end");
+        } else if (m.length > 1) {
+          setStatus("completions: " + m.slice(0, 12).join("  "), "finished");
+        }
+      });
+    }
+
+    cell.evaluate = evaluate;
+    cell.kernelOf = function () { return cell.kernel || linked[opts.linkKey || "default"]; };
+    if (opts.autoeval) setTimeout(evaluate, 0);
+    return cell;
+  }
+
+  function deleteSagecell(cell) {
+    var i = cells.indexOf(cell);
+    if (i >= 0) cells.splice(i, 1);
+    if (cell.kernel) cell.kernel.close();
+    if (cell.root) cell.root.remove();
+    if (cell.output) cell.output.remove();
+  }
+
+  window.sagecell = window.sagecell || {};
+  window.sagecell._cellstack = true;
+  window.sagecell.root = ROOT;
+  window.sagecell.makeSagecell = makeSagecell;
+  window.sagecell.deleteSagecell = deleteSagecell;
+  window.sagecell.cells = cells;
+})();
