@@ -28,6 +28,7 @@ setup(
         "autobahn[twisted]>=24.4",
         "treq>=24.9",
         "txredisapi>=1.4.10",
+        "hiredis>=2",  # txredisapi's fast reply parser (its pure-Python one pauses the transport per bulk item)
         "pyzmq>=26",
         "jupyter_client>=8.6",
         "ipykernel>=6.29",
