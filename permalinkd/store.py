@@ -168,22 +168,22 @@ class RedisStore:
         missing = False
         for node in nodes:
             try:
-                values = await node.command("HGETALL", key)
+                values = await node.command("HMGET", key, "code", "language", "interacts")
             except (Unavailable, txredisapi.RedisError) as e:
                 self._log.warn("read of {key} from {address} failed: {error}", key=key, address=node.address,
                                error=str(e))
                 last_error = e
                 tried.append(node.address)
                 continue
-            fields = _as_dict(values)
-            if not fields:
+            fields = dict(zip(("code", "language", "interacts"), map(_text, values or ())))
+            if fields.get("code") is None:
                 # A replica may lag behind the primary: only the primary's "no" is final.
                 missing = True
                 if node is self.primary:
                     return None, node.address
                 continue
-            cell = Cell(code=fields.get("code", ""), language=fields.get("language", "sage"),
-                        interacts=fields.get("interacts", "[]"))
+            cell = Cell(code=fields["code"], language=fields.get("language") or "sage",
+                        interacts=fields.get("interacts") or "[]")
             self._touch(key, now)
             return cell, node.address
         if missing:
@@ -220,15 +220,6 @@ class RedisStore:
             ds.append(d)
         from twisted.internet import defer
         return defer.DeferredList(ds) if ds else None
-
-
-def _as_dict(values) -> dict:
-    if isinstance(values, dict):
-        return {_text(k): _text(v) for k, v in values.items()}
-    if not values:
-        return {}
-    it = iter(values)
-    return {_text(k): _text(v) for k, v in zip(it, it)}
 
 
 def _text(v):
