@@ -23,6 +23,7 @@ API:
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import string
 import time
@@ -54,7 +55,7 @@ def _write_if_changed(path: str, text: str, marker: str) -> None:
 
 
 def process_specs(directory: str, *, master_name: str, primary: int, replicas: Sequence[int],
-                  sentinels: Sequence[int], password: str, redis_server: str = "redis-server",
+                  sentinels: Sequence[int], password: str, redis_server: str | None = None,
                   down_after_ms: int = 1000, failover_timeout_ms: int = 5000,
                   quorum: int | None = None) -> list[ProcessSpec]:
     """Write configs under ``directory`` and return primary, replicas, Sentinels (in start order)."""
@@ -63,6 +64,8 @@ def process_specs(directory: str, *, master_name: str, primary: int, replicas: S
     marker = f"{master_name} primary={primary} replicas={','.join(map(str, replicas))} " \
              f"sentinels={','.join(map(str, sentinels))}"
     quorum = quorum or (len(sentinels) // 2 + 1)
+    # An absolute path: the supervisor (ProcessMonitor / spawnProcess) does not search PATH.
+    redis_server = redis_server or shutil.which("redis-server") or "/usr/bin/redis-server"
     specs = []
     servers = [("redis-primary", primary, None)] + [(f"redis-replica{i + 1}", p, primary)
                                                      for i, p in enumerate(replicas)]

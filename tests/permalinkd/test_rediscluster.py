@@ -27,7 +27,8 @@ def test_process_specs_write_configs(tmp_path):
                                        sentinels=[27001, 27002, 27003], password="pw")
     assert [s.name for s in specs] == ["redis-primary", "redis-replica1", "redis-replica2",
                                        "redis-sentinel1", "redis-sentinel2", "redis-sentinel3"]
-    assert specs[0].argv == ("redis-server", str(tmp_path / "redis-primary.conf"))
+    assert os.path.isabs(specs[0].argv[0]) and specs[0].argv[0].endswith("redis-server")
+    assert specs[0].argv[1:] == (str(tmp_path / "redis-primary.conf"),)
     assert specs[3].argv[-1] == "--sentinel"
     primary = conf(tmp_path / "redis-primary.conf")
     for line in ["port 7001", "bind 127.0.0.1", "daemonize no", "appendonly yes", "appendfsync everysec",
