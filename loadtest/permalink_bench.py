@@ -69,12 +69,19 @@ async def load(port: int, seconds: float, connections: int, make_request) -> tup
     return ok, failed, latencies
 
 
-def row(name: str, seconds: float, result, target: str = "") -> tuple[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def row(name: str, seconds: float, result, cpu: float, target: str = "") -> tuple[str, float]:
     ok, failed, lat = result
     lat.sort()
     rate = ok / seconds
     return (f"{name:<38} {rate:>9.0f} {failed:>6} {percentile(lat, 50) * 1000:>8.2f} "
-            f"{percentile(lat, 99) * 1000:>8.2f}  {target}"), rate
+            f"{percentile(lat, 99) * 1000:>8.2f} {100 * cpu / seconds:>6.0f}% {ok / max(cpu, 1e-9):>9.0f}  {target}"), rate
 
 
 def main(argv=None) -> int:
@@ -114,18 +121,23 @@ def main(argv=None) -> int:
         ]
         lines, rates = [], []
         for name, port, make, target in phases:
+            pid = cluster.procs["constant-site" if port == const_port else "p1"].pid
+            cpu0 = cpu_seconds(pid)
             result = asyncio.run(load(port, args.seconds, args.connections, make))
-            line, rate = row(name, args.seconds, result, target)
+            line, rate = row(name, args.seconds, result, cpu_seconds(pid) - cpu0, target)
             lines.append(line)
             rates.append(rate)
         fo = asyncio.run(failover_round(cluster, base, 4, "bench"))
         print(f"\npermalinkd benchmark: {os.cpu_count()} cores shared by Redis x3, Sentinel x3, permalinkd, "
               f"the baseline Site and the load client; {args.connections} keep-alive connections, "
               f"{args.seconds:.0f} s per phase")
-        print(f"{'phase':<38} {'req/s':>9} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8}  target")
+        print(f"{'phase':<38} {'req/s':>9} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'srvCPU':>7} "
+              f"{'req/CPU-s':>9}  target")
         for line in lines:
             print(line)
         print(f"{'GET ratio permalinkd / bare Site':<38} {rates[1] / rates[0]:>9.2f}")
+        print("(srvCPU: CPU time of the server process (permalinkd or the bare Site) over the phase; "
+              "req/CPU-s: requests per second of its CPU)")
         print(f"{'failover: first write after kill -9':<38} {fo.first_write_s:>8.2f}s {'':>24}  <= 3 s")
         print(f"{'failover: acknowledged writes lost':<38} {fo.lost:>9} {'':>24}  0 (of {fo.acked} acked)")
         return 0
