@@ -230,6 +230,8 @@ class KernelPoolService(service.Service):
         env["PYTHONUNBUFFERED"] = "1"
         args = [python, "-m", "cellserver.provider", "--preload", ",".join(self.settings.preload),
                 "--ipython-dir", os.path.join(self.runtime_dir, "ipython")]
+        if self.settings.sandbox.enabled:
+            args += ["--sandbox", self.settings.sandbox.to_json()]
         pp = ProviderProcess(self)
         self._provider = pp
         self._provider_up = False

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from deploy.nodeconfig import positive_float, positive_int
 from cellserver.provider import layout
+from cellserver.sandbox.settings import SandboxSettings
 
 DEFAULT_PRELOAD = ("numpy", "matplotlib")
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -31,6 +32,7 @@ class ProviderSettings:
     take_wait: float = 5.0             # seconds take() waits for a kernel being started
     start_timeout: float = 30.0        # seconds from fork to ready before a kernel is given up
     restart_delay_max: float = 30.0    # longest back-off between provider restarts
+    sandbox: SandboxSettings = SandboxSettings(enabled=False)   # set by the cell server's options
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_kernels, int) or self.max_kernels < 1:

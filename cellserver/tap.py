@@ -9,6 +9,8 @@ them can come from the ``[cellserver]`` table of a TOML file (``--config``).
 """
 from __future__ import annotations
 
+import os
+
 from twisted.application import service, strports
 from twisted.logger import Logger
 from twisted.python import usage
@@ -57,7 +59,19 @@ class Options(NodeOptions):
          "Comma-separated addresses/networks whose X-Forwarded-For/-Proto are believed (the edge)."],
         ["static-dir", None, "", "Directory of the page's assets (default: the installed cellserver/static)."],
         ["permalink-url", None, None, "permalinkd base URL the page uses to look up ?q= ids."],
+        ["kernel-cpu-seconds", None, 30, "Sandbox: CPU seconds a kernel may use.", positive_int("kernel-cpu-seconds")],
+        ["kernel-memory-mb", None, 512, "Sandbox: memory (cgroup) of a kernel, MB.", positive_int("kernel-memory-mb", 64)],
+        ["kernel-address-space-mb", None, 4096, "Sandbox: address space (rlimit) of a kernel, MB.",
+         positive_int("kernel-address-space-mb", 256)],
+        ["kernel-pids", None, 64, "Sandbox: processes and threads of a kernel.", positive_int("kernel-pids", 16)],
+        ["kernel-file-size-mb", None, 64, "Sandbox: largest file a kernel may write, MB.",
+         positive_int("kernel-file-size-mb")],
+        ["kernel-open-files", None, 256, "Sandbox: open files of a kernel.", positive_int("kernel-open-files", 32)],
     ] + PROVIDER_OPTIONS
+    optFlags = [
+        ["no-sandbox", None, "Run kernels unconfined (development only; logged loudly)."],
+        ["require-sandbox", None, "Refuse to start unless every sandbox layer can be used."],
+    ]
 
     def postOptions(self):
         from twisted.internet import reactor
@@ -76,6 +90,18 @@ class Options(NodeOptions):
             except (OSError, UnicodeDecodeError) as e:
                 raise usage.UsageError(f"--tos {self['tos']!r}: cannot read it: {e}")
         provider = provider_settings_from_options(self)
+        from dataclasses import replace
+
+        from cellserver.sandbox.settings import SandboxSettings
+        sandbox = SandboxSettings(
+            enabled=not self["no-sandbox"], cpu_seconds=self["kernel-cpu-seconds"],
+            memory_mb=self["kernel-memory-mb"], address_space_mb=self["kernel-address-space-mb"],
+            pids=self["kernel-pids"], file_size_mb=self["kernel-file-size-mb"],
+            open_files=self["kernel-open-files"])
+        provider = replace(provider, sandbox=sandbox)
+        self.require_sandbox = bool(self["require-sandbox"])
+        if sandbox.enabled and os.geteuid() == 0:
+            check_reachable(provider.runtime_dir_for(node))
         if self["lifespan"] < self["idle-cap"]:
             raise usage.UsageError("--lifespan must be at least --idle-cap")
         self.settings = CellServerSettings(
@@ -86,6 +112,24 @@ class Options(NodeOptions):
             tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
             static_dir=self["static-dir"], permalink_url=self["permalink-url"], provider=provider,
         )
+
+
+def check_reachable(runtime_dir: str) -> None:
+    """Sandboxed kernels run as their own accounts: every directory above the
+    runtime directory must let others through (x), or no kernel can bind its sockets."""
+    import stat
+
+    path = os.path.abspath(runtime_dir)
+    while True:
+        if os.path.exists(path) and not os.stat(path).st_mode & stat.S_IXOTH:
+            raise usage.UsageError(
+                f"--runtime-dir {runtime_dir!r}: {path!r} is not searchable by other users (mode "
+                f"{oct(os.stat(path).st_mode & 0o777)}), so sandboxed kernels cannot reach their sockets; "
+                f"use a directory such as /tmp/cs-<node> or /run/cellstack")
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 class CellServerService(service.MultiService):
@@ -114,6 +158,23 @@ def page_resource(settings, static_dir: str):
     return make_page_resource(static_dir, permalink_url=settings.permalink_url)
 
 
+def sandbox_report(settings: CellServerSettings, require: bool) -> dict:
+    """Detect the sandbox layers this machine allows; warn loudly about missing ones."""
+    from cellserver.sandbox.apply import detect
+    from cellserver.sandbox.settings import plan
+
+    sb = settings.provider.sandbox
+    p = plan(sb, detect(sb) if sb.enabled else None)
+    if p.missing:
+        _log.warn("SANDBOX: kernels run WITHOUT these layers: {missing} ({why})",
+                  missing=p.missing, why=p.why)
+        if require:
+            raise SystemExit(f"--require-sandbox: missing sandbox layers {p.missing}: {p.why}")
+    else:
+        _log.info("sandbox: every layer in use")
+    return p.report()
+
+
 def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
@@ -123,11 +184,12 @@ def makeService(options, reactor=None):
     from deploy.jsonlines import open_sink
 
     settings: CellServerSettings = options.settings
+    report = sandbox_report(settings, getattr(options, "require_sandbox", False))
     pool = KernelPoolService(reactor, settings.provider, settings.node)
     metrics = CellMetrics(pool)
     app = CellApp(reactor, settings, pool, metrics, open_sink(settings.computation_log))
     static_dir = settings.static_dir or STATIC_DIR
-    site = make_site(app, page_resource(settings, static_dir))
+    site = make_site(app, page_resource(settings, static_dir), sandbox_report=report)
     top = CellServerService(app, pool)
     pool.setServiceParent(top)
     for desc in settings.listen:

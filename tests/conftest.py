@@ -33,3 +33,8 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "root" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.support.procs import remove_runtime_dirs
+    remove_runtime_dirs()

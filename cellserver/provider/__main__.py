@@ -24,6 +24,8 @@ import traceback
 from cellserver.provider import protocol as P
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
+from cellserver.sandbox import apply as sandbox
+from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -38,7 +40,13 @@ def _prctl(option: int, arg: int) -> None:
 
 
 class Provider:
-    def __init__(self, proto_in: int, proto_out: int, preload: tuple[str, ...], ipython_dir: str):
+    def __init__(self, proto_in: int, proto_out: int, preload: tuple[str, ...], ipython_dir: str,
+                 sandbox_settings: SandboxSettings | None = None):
+        self.sandbox = sandbox_settings or SandboxSettings(enabled=False)
+        self.plan = sandbox_plan(self.sandbox, sandbox.detect(self.sandbox)) if self.sandbox.enabled else \
+            sandbox_plan(self.sandbox, None)
+        self.slots = SlotAllocator(self.sandbox.slots)
+        self.confined: dict[int, tuple[int | None, list[str]]] = {}   # pid -> (slot, cgroups)
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.preload = preload
@@ -77,24 +85,37 @@ class Provider:
             for d in (cmd.sock_dir, cmd.work_dir):
                 os.makedirs(d, mode=0o700)
                 made.append(d)
+            slot, uid, cgroups = None, None, []
+            if self.sandbox.enabled:
+                if self.plan.layers.get("account"):
+                    slot = self.slots.take()
+                    uid = self.sandbox.uid_base + slot
+                cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir])
             t0 = time.perf_counter()
             pid = os.fork()
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RuntimeError) as e:
             for d in made:
                 shutil.rmtree(d, ignore_errors=True)
+            if "cgroups" in locals():
+                sandbox.cleanup(cgroups)
+            if locals().get("slot") is not None:
+                self.slots.release(slot)
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
         if pid == 0:
-            self._child(cmd, key)          # never returns
+            self._child(cmd, key, uid, cgroups)          # never returns
+        self.confined[pid] = (slot, cgroups)
         fork_ms = (time.perf_counter() - t0) * 1000
         self.kernels[pid] = cmd
         self.by_kid[cmd.kid] = pid
         self.emit(P.Started(kid=cmd.kid, pid=pid, fork_ms=round(fork_ms, 3)))
 
-    def _child(self, cmd: P.Start, key: bytes) -> None:
+    def _child(self, cmd: P.Start, key: bytes, uid: int | None = None, cgroups: list[str] = ()) -> None:
         code = 1
         try:
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=self.pid))
+            if self.sandbox.enabled:
+                sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid)
             run_kernel(key, cmd.sock_dir, cmd.work_dir)
             code = 0
         except SystemExit as e:
@@ -141,6 +162,10 @@ class Provider:
                 continue                    # something a kernel left behind (we are subreaper)
             self.by_kid.pop(cmd.kid, None)
             _killpg(pid)                    # whatever is left of its process group
+            slot, cgroups = self.confined.pop(pid, (None, []))
+            sandbox.cleanup(cgroups)        # and of its cgroups (setsid() escapes included)
+            if slot is not None:
+                self.slots.release(slot)    # free only now: nothing of that account is left
             self._remove_dirs(cmd)
             code, sig, reason = P.describe_status(status)
             self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=reason))
@@ -232,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Fork warm ipykernels on request (JSON lines on stdin/stdout).")
     ap.add_argument("--preload", default="", help="comma-separated modules to import in the template")
     ap.add_argument("--ipython-dir", required=True, help="IPYTHONDIR shared by the kernels")
+    ap.add_argument("--sandbox", default="", help="SandboxSettings as JSON (empty: no sandbox)")
     args = ap.parse_args(argv)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -243,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     os.close(null)
     sys.stdout = sys.stderr
     provider = Provider(proto_in, proto_out,
-                        tuple(m for m in args.preload.split(",") if m), args.ipython_dir)
+                        tuple(m for m in args.preload.split(",") if m), args.ipython_dir,
+                        SandboxSettings.from_json(args.sandbox))
     try:
         provider.warm()
     except Exception:

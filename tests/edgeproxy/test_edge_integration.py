@@ -19,7 +19,7 @@ from twisted.internet import reactor
 from twisted.internet import ssl as tssl
 
 from tests.support.ports import free_port
-from tests.support.procs import http_ok, wait_until
+from tests.support.procs import http_ok, kernel_runtime_dir, wait_until
 from tests.support.wsclient import KernelWS, stdout_of
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ BIG = 40 * 1024 * 1024
 def cellserver(children, tmp, name):
     port = free_port()
     child = children.twistd(name, "cellserver", [
-        "--node", name, "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", str(tmp / name),
+        "--node", name, "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir(name),
         "--ready-kernels", "1", "--max-kernels", "6", "--trusted-proxies", "127.0.0.1", "--preload", ""])
     return port, child
 

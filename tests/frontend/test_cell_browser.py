@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.procs import ARTIFACTS, http_ok, wait_until
+from tests.support.procs import ARTIFACTS, http_ok, kernel_runtime_dir, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
@@ -47,7 +47,7 @@ def server(module_children, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fe")
     port = free_port()
     cs = module_children.twistd("cellserver", "cellserver", [
-        "--node", "f1", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", str(tmp / "rt"),
+        "--node", "f1", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("f1"),
         "--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "4"])
     base = f"http://127.0.0.1:{port}/"
     wait_until(lambda: http_ok(base + "healthz"), 60, "cell server", child=cs)
@@ -181,7 +181,7 @@ def test_the_standalone_page_preloads_and_autoevaluates(server, page):
 def test_no_capacity_is_shown(server, page, children, tmp_path):
     port = free_port()
     cs = children.twistd("tiny", "cellserver", [
-        "--node", "f2", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", str(tmp_path / "rt"),
+        "--node", "f2", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("f2"),
         "--ready-kernels", "1", "--max-kernels", "1", "--take-wait", "0.2"])
     base = f"http://127.0.0.1:{port}/"
     wait_until(lambda: http_ok(base + "healthz"), 60, "tiny cell server", child=cs)

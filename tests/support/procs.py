@@ -126,3 +126,25 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
             return 200 <= r.status < 300
     except Exception:
         return False
+
+
+_RUNTIME_DIRS: list[str] = []
+
+
+def kernel_runtime_dir(label: str = "t") -> str:
+    """A short runtime directory sandboxed kernels can reach (their own accounts
+    must traverse every parent; pytest's tmp dirs are 0700).  Removed at the
+    end of the session (tests/conftest.py)."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix=f"cst-{label}-", dir="/tmp")
+    os.chmod(d, 0o711)
+    _RUNTIME_DIRS.append(d)
+    return d
+
+
+def remove_runtime_dirs() -> None:
+    import shutil
+
+    while _RUNTIME_DIRS:
+        shutil.rmtree(_RUNTIME_DIRS.pop(), ignore_errors=True)

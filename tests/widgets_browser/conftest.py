@@ -53,6 +53,7 @@ def cellserver(module_children):
         return
     port = free_port()
     runtime = tempfile.mkdtemp(prefix="csw-", dir="/tmp")   # short: socket paths < 107 bytes
+    os.chmod(runtime, 0o711)       # sandboxed kernels (their own accounts) must reach their sockets
     child = module_children.twistd("cellserver", "cellserver", [
         "--node", "w1", "--listen", f"tcp:{port}:interface=127.0.0.1",
         "--ready-kernels", "2", "--max-kernels", "12", "--runtime-dir", runtime,

@@ -1,0 +1,172 @@
+"""Confining a forked kernel (the child side), and the cgroups around it
+(the provider side).  Runs on Linux as root, or degrades as ``plan`` says.
+
+``detect()`` finds what the machine allows.  ``prepare(...)`` runs in the
+provider before the fork: it makes the kernel's cgroups and hands its two
+directories to the kernel's account.  ``confine_child(...)`` runs in the
+child, single-threaded, right after the provider's own ``confine`` step.
+``cleanup(...)`` runs after the kernel was reaped: it kills anything left in
+its cgroups (a process that escaped with setsid() included) and removes them.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+import signal
+import socket
+import time
+
+from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+PR_SET_NO_NEW_PRIVS = 38
+CONTROLLERS = ("memory", "pids", "cpu")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def detect(settings: SandboxSettings) -> Capabilities:
+    root = os.geteuid() == 0
+    netns = False
+    pid = os.fork()
+    if pid == 0:   # try in a throw-away child: unshare changes the caller for good
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare")
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    netns = os.waitpid(pid, 0)[1] == 0
+    cgroups = []
+    for c in CONTROLLERS:
+        d = os.path.join(settings.cgroup_root, c)
+        if os.path.isdir(d) and os.access(d, os.W_OK) and os.path.exists(os.path.join(d, "cgroup.procs")):
+            cgroups.append(c)
+    try:
+        import pyseccomp  # noqa: F401
+        seccomp = True
+    except (ImportError, OSError):
+        seccomp = False
+    return Capabilities(root=root, netns=netns, cgroups=tuple(cgroups), seccomp=seccomp)
+
+
+# --- provider side ---------------------------------------------------------------
+
+def cgroup_dirs(settings: SandboxSettings, kid: str) -> list[str]:
+    return [os.path.join(settings.cgroup_root, c, settings.cgroup_name, kid) for c in CONTROLLERS]
+
+
+def prepare(settings: SandboxSettings, plan: Plan, kid: str, uid: int | None, dirs: list[str]) -> list[str]:
+    """Before the fork: the kernel's cgroups (made, limited) and its directories' owner."""
+    made = []
+    if plan.layers.get("cgroups"):
+        for d, c in zip(cgroup_dirs(settings, kid), CONTROLLERS):
+            os.makedirs(d, exist_ok=True)
+            made.append(d)
+            if c == "memory":
+                limit = settings.memory_mb * 1024 * 1024
+                _write(d, "memory.limit_in_bytes", limit)
+                _write_quiet(d, "memory.memsw.limit_in_bytes", limit)   # no swap beyond it, where supported
+            elif c == "pids":
+                _write(d, "pids.max", settings.pids)
+            elif c == "cpu":
+                _write(d, "cpu.shares", settings.cpu_shares)
+    if uid is not None:
+        for d in dirs:
+            os.chown(d, uid, uid)
+    return made
+
+
+def _write(d: str, name: str, value) -> None:
+    with open(os.path.join(d, name), "w") as f:
+        f.write(str(value))
+
+
+def _write_quiet(d: str, name: str, value) -> None:
+    try:
+        _write(d, name, value)
+    except OSError:
+        pass
+
+
+def cleanup(cgroups: list[str], timeout: float = 2.0) -> None:
+    """Kill whatever is left in the kernel's cgroups, then remove them."""
+    deadline = time.monotonic() + timeout
+    for d in cgroups:
+        while True:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids = [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.rmdir(d)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+
+
+# --- child side --------------------------------------------------------------------
+
+def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid: int | None) -> None:
+    """In the forked child, single-threaded, before any socket or thread."""
+    if plan.layers.get("net"):
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    for d in cgroups:                        # join them while still allowed to write there
+        _write(d, "cgroup.procs", os.getpid())
+    if uid is not None and plan.layers.get("account"):
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        os.environ["USER"] = os.environ["LOGNAME"] = f"cellk{uid}"
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    for name, limit in settings.rlimits():
+        if name == "RLIMIT_NPROC" and uid is None:
+            continue                         # per-uid: only meaningful with the kernel's own account
+        resource.setrlimit(getattr(resource, name), (limit, limit))
+    if plan.layers.get("seccomp"):
+        install_seccomp()
+
+
+DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "bpf", "mount", "umount2", "pivot_root",
+          "unshare", "setns", "keyctl", "add_key", "request_key", "perf_event_open", "io_uring_setup",
+          "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load", "init_module",
+          "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "userfaultfd",
+          "open_by_handle_at", "name_to_handle_at", "chroot", "syslog", "quotactl", "lookup_dcookie",
+          "fanotify_init", "fsopen", "fsmount", "fspick", "move_mount", "open_tree")
+
+
+def install_seccomp() -> None:
+    """Deny list: EPERM for the calls above, raw IP and packet sockets, and new
+    user namespaces through clone; clone3 answers ENOSYS (its flags cannot be
+    inspected) so libc falls back to clone."""
+    import pyseccomp as sc
+
+    f = sc.SyscallFilter(defaction=sc.ALLOW)
+    eperm = sc.ERRNO(errno.EPERM)
+    for name in DENIED:
+        try:
+            f.add_rule(eperm, name)
+        except (ValueError, OSError):
+            pass                              # not a syscall on this architecture
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+    f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, socket.AF_PACKET))
+    for family in (socket.AF_INET, socket.AF_INET6):   # raw IP; raw netlink (getifaddrs) stays allowed
+        f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, family), sc.Arg(1, sc.MASKED_EQ, 0xF, socket.SOCK_RAW))
+    f.load()

@@ -1,0 +1,125 @@
+"""What confines a kernel: settings, the plan of layers, and their report.  Pure.
+
+Layers used here (issue 3; ARCHITECTURE section 5), applied by
+``cellserver.sandbox.apply`` in the forked child, in this order:
+
+- ``net``: a new network namespace with only a down loopback: no network
+  at all (kernels talk zmq over ipc sockets, which are files);
+- ``account``: as root, a per-kernel unprivileged uid/gid (``uid_base`` +
+  slot), never reused while a process of it exists (its cgroup is emptied
+  and removed first); no supplementary groups, so no capabilities;
+- ``no_new_privs``: setuid binaries cannot raise privileges;
+- ``rlimits``: address space, CPU seconds, file size, open files, core 0,
+  process count;
+- ``cgroups`` (v1 here; v2 when unified): memory, pids (threads count),
+  cpu shares; a per-kernel group, emptied and removed when the kernel ends;
+- ``seccomp``: a deny list, last, since it forbids calls made above.
+
+Not yet: the mount namespace (private tmpfs home and /tmp, nothing of the
+host visible), the pid namespace, and user namespaces when not root.  They
+are reported as missing, so ``--require-sandbox`` refuses to start.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+ALL_LAYERS = ("ipc", "net", "mounts", "pidns", "account", "no_new_privs", "rlimits", "cgroups", "seccomp")
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    enabled: bool = True
+    cpu_seconds: int = 30
+    address_space_mb: int = 4096
+    memory_mb: int = 512
+    pids: int = 64
+    cpu_shares: int = 512
+    file_size_mb: int = 64
+    open_files: int = 256
+    uid_base: int = 61000
+    slots: int = 512
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_name: str = "cellstack"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "SandboxSettings":
+        return cls(**json.loads(text)) if text else cls(enabled=False)
+
+    def rlimits(self) -> list[tuple[str, int]]:
+        """(RLIMIT name, limit) pairs; soft = hard so the kernel cannot raise them."""
+        mb = 1024 * 1024
+        return [("RLIMIT_AS", self.address_space_mb * mb), ("RLIMIT_CPU", self.cpu_seconds),
+                ("RLIMIT_FSIZE", self.file_size_mb * mb), ("RLIMIT_NOFILE", self.open_files),
+                ("RLIMIT_CORE", 0), ("RLIMIT_NPROC", self.pids)]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this machine allows, found at start (``cellserver.sandbox.detect``)."""
+    root: bool = False
+    netns: bool = False
+    cgroups: tuple[str, ...] = ()      # writable v1 controllers (or "unified")
+    seccomp: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    layers: dict[str, bool] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name in ALL_LAYERS if not self.layers.get(name)]
+
+    def report(self) -> dict:
+        return {"layers": self.layers, "missing": self.missing, "why": self.why}
+
+
+def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
+    """Which layers will be used on this machine, and why others will not."""
+    if not settings.enabled or caps is None:
+        return Plan({"ipc": True}, {"sandbox": "disabled by --no-sandbox"})
+    layers = {"ipc": True, "rlimits": True, "no_new_privs": True}
+    why = {}
+    layers["net"] = caps.netns
+    if not caps.netns:
+        why["net"] = "cannot make a network namespace (not root, no user namespaces)"
+    layers["account"] = caps.root
+    if not caps.root:
+        why["account"] = "needs root to switch each kernel to its own account"
+    want = {"memory", "pids", "cpu"}
+    layers["cgroups"] = caps.root and ("unified" in caps.cgroups or want <= set(caps.cgroups))
+    if not layers["cgroups"]:
+        why["cgroups"] = f"writable memory/pids/cpu controllers not found (have {list(caps.cgroups)})"
+    layers["seccomp"] = caps.seccomp
+    if not caps.seccomp:
+        why["seccomp"] = "libseccomp (pyseccomp) not available"
+    layers["mounts"] = False
+    why["mounts"] = "not built yet: private tmpfs home and /tmp, host files hidden"
+    layers["pidns"] = False
+    why["pidns"] = "not built yet: kernels see host processes (they cannot signal them: other uid)"
+    return Plan(layers, why)
+
+
+class SlotAllocator:
+    """Pool accounts: slot -> uid ``base + slot``; a slot is reused only once freed."""
+
+    def __init__(self, slots: int):
+        self.free = list(range(slots - 1, -1, -1))
+        self.used: set[int] = set()
+
+    def take(self) -> int:
+        if not self.free:
+            raise RuntimeError("no free sandbox account")
+        slot = self.free.pop()
+        self.used.add(slot)
+        return slot
+
+    def release(self, slot: int) -> None:
+        if slot in self.used:
+            self.used.discard(slot)
+            self.free.insert(0, slot)   # reuse the longest-free slot last
