@@ -7,7 +7,9 @@ constant.  A single-process asyncio client with ``--connections`` keep-alive
 connections measures, each for ``--seconds``:
 
 * GET of a constant from the bare Site (the baseline);
-* GET /permalink?q= of existing permalinks (cycling over ``--ids``);
+* GET /permalink?q= of existing permalinks (cycling over ``--ids``), once
+  with the default in-memory cache (permalinks never change) and once from
+  a second permalinkd with ``--cache-size 0`` (every read goes to Redis);
 * POST /permalink of new cells (every write waits for ``WAIT 1``);
 
 then one failover round (``loadtest.permalink_failover``): time from
@@ -94,6 +96,7 @@ def main(argv=None) -> int:
     try:
         base = cluster.permalinkd("p1")
         pl_port = int(base.rsplit(":", 1)[1])
+        nocache_port = int(cluster.permalinkd("p2", ["--cache-size", "0"]).rsplit(":", 1)[1])
         (const_port,) = free_ports(1)
         cluster.run("constant-site", [os.path.join(VENV_BIN, "python"), "-c", CONSTANT_SITE, str(const_port)])
         wait(lambda: _ok(f"http://127.0.0.1:{const_port}/"), 10, "constant site")
@@ -115,13 +118,15 @@ def main(argv=None) -> int:
             ("GET constant, bare twisted.web Site", const_port, lambda i: ("GET", "/", b""), ""),
             ("GET /permalink?q= (permalinkd)", pl_port,
              lambda i: ("GET", "/permalink?q=" + ids[i % len(ids)], b""), ">= 0.5x bare Site"),
+            ("GET, --cache-size 0 (every read Redis)", nocache_port,
+             lambda i: ("GET", "/permalink?q=" + ids[i % len(ids)], b""), ""),
             ("POST /permalink, WAIT 1 (permalinkd)", pl_port,
              lambda i: ("POST", "/permalink", urlencode({"code": f"bench {tag} {i}", "n": str(i)}).encode()),
              ">= 1500/s"),
         ]
         lines, rates = [], []
         for name, port, make, target in phases:
-            pid = cluster.procs["constant-site" if port == const_port else "p1"].pid
+            pid = cluster.procs[{const_port: "constant-site", pl_port: "p1", nocache_port: "p2"}[port]].pid
             cpu0 = cpu_seconds(pid)
             result = asyncio.run(load(port, args.seconds, args.connections, make))
             line, rate = row(name, args.seconds, result, cpu_seconds(pid) - cpu0, target)

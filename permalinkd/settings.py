@@ -22,6 +22,7 @@ class PermalinkSettings:
     redis_pool: int = 4
     sentinel_refresh: float = 2.0
     touch_interval: float = 0.5
+    cache_size: int = 32_000_000
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     max_code: int = 65_000
     max_body: int = 1_000_000

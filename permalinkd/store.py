@@ -20,6 +20,7 @@ import txredisapi
 from twisted.logger import Logger
 
 from permalinkd import ids
+from permalinkd.cache import SizedLRU
 from permalinkd.redisnode import RedisNode, Unavailable
 from permalinkd.validation import Cell
 
@@ -67,7 +68,7 @@ class RedisStore:
 
     def __init__(self, reactor, password: str | None, wait_replicas: int = 1, wait_timeout_ms: int = 1000,
                  reply_timeout: float = 2.0, poolsize: int = 4,
-                 digest: Callable[[str, str, str], str] = ids.digest, on_change=None):
+                 digest: Callable[[str, str, str], str] = ids.digest, on_change=None, cache_size: int = 0):
         self.reactor = reactor
         self.password = password
         self.wait_replicas = wait_replicas
@@ -81,6 +82,7 @@ class RedisStore:
         # Reads are counted here and written in batches (flush_touches), so a
         # read costs no Redis write of its own.
         self._touches: dict[str, int] = {}
+        self.cache: SizedLRU[Cell] | None = SizedLRU(cache_size) if cache_size > 0 else None
 
     # --- topology ------------------------------------------------------------
 
@@ -159,6 +161,11 @@ class RedisStore:
     async def lookup(self, pid: str, now: float) -> tuple[Cell | None, str]:
         """The cell stored under ``pid`` (or None) and which server answered."""
         key = KEY_PREFIX + pid
+        if self.cache is not None:
+            cached = self.cache.get(pid)
+            if cached is not None:
+                self._touch(key, now)
+                return cached, "cache"
         tried: list[str] = []
         nodes = []
         if self.primary is not None and self.primary.connected:
@@ -185,6 +192,8 @@ class RedisStore:
             cell = Cell(code=fields["code"], language=fields.get("language") or "sage",
                         interacts=fields.get("interacts") or "[]")
             self._touch(key, now)
+            if self.cache is not None:
+                self.cache.put(pid, cell, 100 + len(cell.code) + len(cell.interacts) + len(cell.language))
             return cell, node.address
         if missing:
             return None, "replicas"

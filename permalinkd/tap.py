@@ -67,6 +67,9 @@ class Options(NodeOptions):
          positive_float("redis-timeout", 0.05)],
         ["redis-pool", None, _D["redis_pool"].default, "Connections per Redis server.",
          positive_int("redis-pool", 1, 64)],
+        ["cache-size", None, _D["cache_size"].default,
+         "Characters of permalinks kept in memory (LRU; they never change); 0 turns the cache off.",
+         positive_int("cache-size", 0)],
         ["touch-interval", None, _D["touch_interval"].default,
          "Seconds between writes of read counts / last_accessed (batched).", positive_float("touch-interval", 0.01)],
         ["sentinel-refresh", None, _D["sentinel_refresh"].default,
@@ -120,6 +123,7 @@ class Options(NodeOptions):
             master_name=self["master-name"], password=password or None, wait_replicas=wait,
             wait_timeout_ms=self["wait-timeout"], redis_timeout=self["redis-timeout"],
             redis_pool=self["redis-pool"], touch_interval=self["touch-interval"],
+            cache_size=self["cache-size"],
             sentinel_refresh=self["sentinel-refresh"], languages=languages,
             max_code=self["max-code"], max_body=self["max-body"], request_log=self["request-log"],
             trusted_proxies=trusted,
@@ -167,7 +171,7 @@ def build(settings: PermalinkSettings, reactor, sink=None):
     metrics = PermalinkMetrics()
     store = RedisStore(reactor, settings.password, wait_replicas=settings.wait_replicas,
                        wait_timeout_ms=settings.wait_timeout_ms, reply_timeout=settings.redis_timeout,
-                       poolsize=settings.redis_pool,
+                       poolsize=settings.redis_pool, cache_size=settings.cache_size,
                        on_change=lambda event, **kw: metrics.primary_switches.inc())
     watcher = None
     if settings.sentinels:

@@ -87,7 +87,8 @@ def test_create_read_jsonp_cors_and_bad_input_over_http(children, topology, pass
 
 
 def test_failover_drill_kill_primary(children, topology, password_file):
-    child, base, _ = start_permalinkd(children, topology, password_file)
+    # No in-memory cache: every read during the switch really goes to Redis.
+    child, base, _ = start_permalinkd(children, topology, password_file, extra=["--cache-size", "0"])
     acked: dict[str, str] = {}
     read_failures, reads, write_errors = [], 0, {}
     killed_at = first_write_after = None

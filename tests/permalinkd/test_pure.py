@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from permalinkd import ids, zcodec
+from permalinkd.cache import SizedLRU
 from permalinkd.sentinel import parse_replicas, parse_switch_master
 from permalinkd.validation import InputError, is_valid_callback, parse_create, parse_lookup
 
@@ -147,3 +148,19 @@ def test_replicas_parsing_skips_down_ones():
              ["name", "r3", "ip", "127.0.0.1", "port", "7003", "flags", "slave", "master-link-status", "err"]]
     # r3 lost its primary but still serves reads: kept.
     assert parse_replicas(reply) == [("127.0.0.1", 7001), ("127.0.0.1", 7003)]
+
+
+# --- the cache of (immutable) permalinks -----------------------------------------
+
+def test_lru_is_bounded_by_size_and_evicts_least_recent():
+    c = SizedLRU(100)
+    c.put("a", "A", 40)
+    c.put("b", "B", 40)
+    assert c.get("a") == "A"          # a is now the most recent
+    c.put("c", "C", 40)               # over 100: evicts b
+    assert c.get("b") is None and c.get("a") == "A" and c.get("c") == "C"
+    assert c.size == 80 and len(c) == 2
+    c.put("huge", "H", 101)           # larger than the whole cache: not kept
+    assert c.get("huge") is None and c.size == 80
+    c.put("a", "A2", 10)              # replacing adjusts the size
+    assert c.get("a") == "A2" and c.size == 50

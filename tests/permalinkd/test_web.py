@@ -150,6 +150,19 @@ async def test_collision_of_short_prefix_lengthens_never_overwrites(app):
 
 
 @pytest_twisted.ensureDeferred
+async def test_second_read_comes_from_the_cache_and_still_counts(app):
+    await app.ready()
+    _, body = await app.post({"code": "cached"})
+    pid = jbody(body)["query"]
+    for _ in range(2):
+        r, body = await app.get({"q": pid})
+        assert r.code == 200 and jbody(body)[0] == "cached"
+    assert [rec.get("source") for rec in app.sink.records[-2:]] == [f"127.0.0.1:{app.port}", "cache"]
+    await app.store.flush_touches(reactor.seconds())
+    assert rediscluster.command(app.port, "HGET", KEY_PREFIX + pid, "requested", password=PASSWORD) == "2"
+
+
+@pytest_twisted.ensureDeferred
 async def test_jsonp_and_cors(app):
     await app.ready()
     _, body = await app.post({"code": "jsonp"}, headers={b"Origin": [b"https://example.org"]})
