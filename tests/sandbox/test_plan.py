@@ -1,0 +1,45 @@
+"""Which sandbox layers are used where (cellserver.sandbox.settings): pure."""
+from cellserver.sandbox.settings import Capabilities, SandboxSettings, SlotAllocator, plan
+
+FULL = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True)
+
+
+def test_root_with_everything_still_reports_the_layers_not_built():
+    p = plan(SandboxSettings(), FULL)
+    assert all(p.layers[k] for k in ("ipc", "net", "account", "no_new_privs", "rlimits", "cgroups", "seccomp"))
+    assert p.missing == ["mounts", "pidns"]
+    assert "not built yet" in p.why["mounts"]
+
+
+def test_not_root_degrades_with_reasons():
+    p = plan(SandboxSettings(), Capabilities(root=False, netns=False, cgroups=(), seccomp=True))
+    assert not p.layers["account"] and not p.layers["cgroups"] and not p.layers["net"]
+    assert p.layers["seccomp"] and p.layers["rlimits"]
+    assert {"account", "cgroups", "net"} <= set(p.missing) and "root" in p.why["account"]
+
+
+def test_disabled_is_reported_as_such():
+    p = plan(SandboxSettings(enabled=False), FULL)
+    assert p.missing[0] == "net" and p.why == {"sandbox": "disabled by --no-sandbox"}
+
+
+def test_settings_round_trip_and_rlimits():
+    s = SandboxSettings(cpu_seconds=5, memory_mb=256)
+    assert SandboxSettings.from_json(s.to_json()) == s
+    assert not SandboxSettings.from_json("").enabled
+    assert dict(s.rlimits())["RLIMIT_CPU"] == 5 and dict(s.rlimits())["RLIMIT_CORE"] == 0
+
+
+def test_accounts_are_not_reused_until_released_and_then_last():
+    a = SlotAllocator(3)
+    got = [a.take(), a.take()]
+    assert got == [0, 1]
+    a.release(0)
+    assert a.take() == 2          # the freed slot waits behind the never-used ones
+    assert a.take() == 0
+    try:
+        a.take()
+    except RuntimeError as e:
+        assert "no free sandbox account" in str(e)
+    else:
+        raise AssertionError("a full pool must refuse")
