@@ -166,7 +166,6 @@ class RedisStore:
             if cached is not None:
                 self._touch(key, now)
                 return cached, "cache"
-        tried: list[str] = []
         nodes = []
         if self.primary is not None and self.primary.connected:
             nodes.append(self.primary)
@@ -180,7 +179,6 @@ class RedisStore:
                 self._log.warn("read of {key} from {address} failed: {error}", key=key, address=node.address,
                                error=str(e))
                 last_error = e
-                tried.append(node.address)
                 continue
             fields = dict(zip(("code", "language", "interacts"), map(_text, values or ())))
             if fields.get("code") is None:
