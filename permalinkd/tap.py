@@ -180,11 +180,20 @@ def build(settings: PermalinkSettings, reactor, sink=None):
                                   refresh=settings.sentinel_refresh)
     if sink is None:
         sink = open_sink(settings.request_log)
+        _reopen_on_sighup(sink, reactor)
     root = make_root(store=store, clock=reactor, node=settings.node, languages=settings.languages,
                      max_code=settings.max_code, sink=sink, metrics=metrics,
                      trusted_proxies=settings.trusted_proxies, watcher=watcher,
                      max_body=settings.max_body)
     return store, watcher, metrics, root
+
+
+def _reopen_on_sighup(sink, reactor) -> None:
+    """logrotate: SIGHUP reopens the request log file."""
+    import signal
+
+    if hasattr(sink, "reopen") and getattr(sink, "path", "-") != "-":
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(sink.reopen))
 
 
 def _quiet_site():

@@ -84,6 +84,12 @@ def test_create_read_jsonp_cors_and_bad_input_over_http(children, topology, pass
         lines = [json.loads(line) for line in f]
     assert [r["status"] for r in lines] == [200, 200, 413, 413, 200, 404, 400]
     assert lines[1]["id"] == out["query"] and lines[1]["client_ip"] == "127.0.0.1"
+    # logrotate: rename, SIGHUP, the next line goes to a new file.
+    os.rename(log, log + ".1")
+    child.signal(signal.SIGHUP)
+    wait_until(lambda: http("GET", base + "/permalink?q=" + out["query"])[0] == 200 and os.path.exists(log),
+               5, "request log reopened", child=child)
+    assert child.alive()
 
 
 def test_failover_drill_kill_primary(children, topology, password_file):

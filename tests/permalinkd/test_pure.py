@@ -164,3 +164,37 @@ def test_lru_is_bounded_by_size_and_evicts_least_recent():
     assert c.get("huge") is None and c.size == 80
     c.put("a", "A2", 10)              # replacing adjusts the size
     assert c.get("a") == "A2" and c.size == 50
+
+
+# --- the Sentinel watcher's reaction to +switch-master (no connections: no Sentinels given) ---
+
+def test_switch_master_message_moves_the_primary_at_once():
+    from twisted.internet.task import Clock
+
+    from permalinkd.sentinel import SentinelWatcher
+
+    seen, switches = [], []
+    w = SentinelWatcher(Clock(), [], "cellstack", None, on_primary=lambda h, p: seen.append((h, p)),
+                        on_replicas=lambda r: None, on_switch=lambda: switches.append(1))
+    w.switch_message("other 127.0.0.1 1 127.0.0.1 2")
+    w.switch_message("cellstack 127.0.0.1 6391 127.0.0.1 6392")
+    w.switch_message("cellstack nonsense")
+    assert seen == [("127.0.0.1", 6392)] and switches == [1]
+
+
+def test_watcher_refreshes_on_its_clock():
+    from twisted.internet.task import Clock
+
+    from permalinkd.sentinel import SentinelWatcher
+
+    clock = Clock()
+    w = SentinelWatcher(clock, [], "cellstack", None, on_primary=lambda h, p: None,
+                        on_replicas=lambda r: None, refresh=2.0)
+    calls = []
+    w._refresh_now = lambda: calls.append(clock.seconds())
+    w._loop.f = w._refresh_now
+    w.start()
+    clock.advance(2.0)
+    clock.advance(2.0)
+    assert calls == [0.0, 2.0, 4.0]
+    w.stop()
