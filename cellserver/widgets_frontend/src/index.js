@@ -98,10 +98,25 @@ class WsComm {
     return this._manager._sendComm('comm_close', { comm_id: this.comm_id, data: data || {} },
       callbacks, metadata, buffers);
   }
-  on_msg(cb) { this._onMsg = cb; }
+  // A model attaches its handlers only once its class has loaded (a promise
+  // later): messages that come before that wait here, in order.
+  on_msg(cb) {
+    this._onMsg = cb;
+    const early = this._early || [];
+    this._early = null;
+    for (const [kind, msg] of early) {
+      if (kind === 'msg') cb(msg); else this._handleClose(msg);
+    }
+  }
   on_close(cb) { this._onClose = cb; }
-  _handleMsg(msg) { if (this._onMsg) return this._onMsg(msg); }
-  _handleClose(msg) { if (this._onClose) this._onClose(msg); }
+  _handleMsg(msg) {
+    if (this._onMsg) return this._onMsg(msg);
+    (this._early = this._early || []).push(['msg', msg]);
+  }
+  _handleClose(msg) {
+    if (!this._onMsg && this._early) { this._early.push(['close', msg]); return; }
+    if (this._onClose) this._onClose(msg);
+  }
 }
 
 export class CellWidgetManager extends HTMLManager {
