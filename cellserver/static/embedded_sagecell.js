@@ -147,7 +147,8 @@
     var c = msg.content || {};
     if (this.widgets && this.widgets.handleMessage(msg)) return;
     var t = msg.msg_type || (msg.header || {}).msg_type;
-    if (t === "comm_open" && !this.widgets) {
+    // (issue 7) one manager per kernel: later comm_opens join the queue below
+    if (t === "comm_open" && !this.widgets && !this.pendingWidgets) {
       var self = this, queued = [msg];
       this.pendingWidgets = queued;
       loadWidgets().then(function (W) {
