@@ -20,6 +20,8 @@ class PermalinkMetrics:
                                       "Writes no replica confirmed in time (answered 503)", registry=self.registry)
         self.primary_switches = Counter("permalinkd_primary_switches_total",
                                         "Times the Redis primary changed (Sentinel)", registry=self.registry)
+        self.reads = Counter("permalinkd_reads_total", "Permalinks found, by where they were read",
+                             ["source"], registry=self.registry)
         self.primary_up = Gauge("permalinkd_primary_connected", "1 when connected to the Redis primary",
                                 registry=self.registry)
 

@@ -178,6 +178,10 @@ class PermalinkResource(resource.Resource):
         cell, source = await self.store.lookup(pid, now)
         if cell is None:
             raise InputError(404, "unknown-id", f"no permalink with id {pid}")
+        primary = self.store.primary
+        kind = source if source == "cache" else (
+            "primary" if primary is not None and source == primary.address else "replica")
+        self.metrics.reads.labels(kind).inc()
         payload = json.dumps([cell.code, cell.language, cell.interacts], separators=(",", ":"))
         if callback:
             request.setResponseCode(200)

@@ -136,6 +136,10 @@ def test_failover_drill_kill_primary(children, topology, password_file):
         st, _, body = http("GET", base + "/permalink?q=" + pid)
         assert st == 200 and json.loads(body)[0] == code
     assert read_failures == [], f"{len(read_failures)}/{reads} reads failed during the switch"
+    st, _, metrics = http("GET", base + "/metrics")
+    replica_reads = [line for line in metrics.decode().splitlines()
+                     if line.startswith('permalinkd_reads_total{source="replica"}')]
+    assert replica_reads and float(replica_reads[0].split()[-1]) > 0, "no read was served by a replica"
     print(f"\nfailover: first write {first_write_after:.2f}s after kill -9; {len(acked)} acked, 0 lost; "
           f"{reads} reads, 0 failed; write errors while switching: {write_errors}")
     # The old primary comes back as a replica of the new one.

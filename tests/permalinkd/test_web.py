@@ -218,11 +218,15 @@ async def test_bad_input_battery(app):
 @pytest_twisted.ensureDeferred
 async def test_healthz_and_metrics(app):
     await app.ready()
-    await app.post({"code": "m"})
+    _, made = await app.post({"code": "m"})
+    for _ in range(2):
+        await app.get({"q": jbody(made)["query"]})
     r, body = await app.call(app.stub.get(BASE + "/healthz"))
     assert r.code == 200 and jbody(body)["status"] == "ok" and jbody(body)["primary_connected"] is True
     r, body = await app.call(app.stub.get(BASE + "/metrics"))
     assert r.code == 200 and b'permalinkd_requests_total{outcome="created",route="create"} 1.0' in body
+    assert b'permalinkd_reads_total{source="primary"} 1.0' in body
+    assert b'permalinkd_reads_total{source="cache"} 1.0' in body
 
 
 @pytest_twisted.ensureDeferred
