@@ -91,7 +91,7 @@ class SentinelWatcher:
             node = RedisNode(reactor, h, p, password, factory_class=_SubscriberFactory)
             node.factory.watcher = self
             self.subscribers.append(node)
-        self._loop = task.LoopingCall(self._refresh_now)
+        self._loop = task.LoopingCall(self.refresh_now)
         self._loop.clock = reactor
         self.refresh = refresh
         self.known = False
@@ -112,9 +112,9 @@ class SentinelWatcher:
         self._log.info("Sentinel: +switch-master to {host}:{port}", host=new[0], port=new[1])
         self.on_switch()
         self.on_primary(*new)
-        self._refresh_now()
+        self.refresh_now()
 
-    def _refresh_now(self):
+    def refresh_now(self):
         from twisted.internet import defer
         return defer.Deferred.fromCoroutine(self.refresh_once()).addErrback(
             lambda f: self._log.failure("Sentinel refresh failed", f))

@@ -83,6 +83,10 @@ class RedisStore:
         # read costs no Redis write of its own.
         self._touches: dict[str, int] = {}
         self.cache: SizedLRU[Cell] | None = SizedLRU(cache_size) if cache_size > 0 else None
+        # Called (at most every 0.5 s) when the primary fails a write: with
+        # Sentinel, ask it again at once instead of waiting for the next refresh.
+        self.on_trouble: Callable[[], object] | None = None
+        self._last_trouble = float("-inf")
 
     # --- topology ------------------------------------------------------------
 
@@ -130,6 +134,18 @@ class RedisStore:
 
     async def create(self, cell: Cell, now: float) -> tuple[str, bool]:
         """Store ``cell``; ``(id, created)`` once a replica has it (see WAIT)."""
+        try:
+            return await self._create(cell, now)
+        except Unavailable:
+            self._trouble(now)
+            raise
+
+    def _trouble(self, now: float) -> None:
+        if self.on_trouble is not None and now - self._last_trouble >= 0.5:
+            self._last_trouble = now
+            self.on_trouble()
+
+    async def _create(self, cell: Cell, now: float) -> tuple[str, bool]:
         if self.primary is None:
             raise Unavailable("no primary known yet")
         full = self.digest(cell.code, cell.language, cell.interacts)

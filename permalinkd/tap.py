@@ -178,6 +178,7 @@ def build(settings: PermalinkSettings, reactor, sink=None):
         watcher = SentinelWatcher(reactor, settings.sentinels, settings.master_name, settings.password,
                                   on_primary=store.set_primary, on_replicas=store.set_replicas,
                                   refresh=settings.sentinel_refresh)
+        store.on_trouble = watcher.refresh_now
     if sink is None:
         sink = open_sink(settings.request_log)
         _reopen_on_sighup(sink, reactor)

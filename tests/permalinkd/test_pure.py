@@ -191,10 +191,42 @@ def test_watcher_refreshes_on_its_clock():
     w = SentinelWatcher(clock, [], "cellstack", None, on_primary=lambda h, p: None,
                         on_replicas=lambda r: None, refresh=2.0)
     calls = []
-    w._refresh_now = lambda: calls.append(clock.seconds())
-    w._loop.f = w._refresh_now
+    w.refresh_now = lambda: calls.append(clock.seconds())
+    w._loop.f = w.refresh_now
     w.start()
     clock.advance(2.0)
     clock.advance(2.0)
     assert calls == [0.0, 2.0, 4.0]
     w.stop()
+
+
+# --- whatever arrives, validation answers with a cell or an InputError, nothing else ---
+
+_arg_values = st.lists(st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                       min_size=1, max_size=3)
+_args = st.dictionaries(st.sampled_from([b"code", b"language", b"interacts", b"n", b"q", b"callback", b"x"]),
+                        _arg_values, max_size=6)
+
+
+@given(_args)
+def test_any_create_arguments_give_a_cell_or_a_clear_error(args):
+    import json
+    try:
+        req = parse_create(args, LANGS, 200)
+    except InputError as e:
+        assert 400 <= e.status < 500 and e.code and e.message
+        return
+    # What would be stored loads back: UTF-8 text, valid JSON interacts, a known language.
+    req.cell.code.encode("utf-8")
+    json.loads(req.cell.interacts)
+    assert req.cell.language in LANGS and len(req.cell.code) <= 200
+
+
+@given(_args)
+def test_any_lookup_arguments_give_an_id_or_a_clear_error(args):
+    try:
+        pid, callback = parse_lookup(args)
+    except InputError as e:
+        assert e.status == 400 and e.code
+        return
+    assert ids.is_valid_id(pid) and (callback is None or is_valid_callback(callback))
