@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import Logger
 from twisted.web.client import Agent, readBody
 
@@ -85,7 +86,9 @@ class Edge:
         self.cells = dict(settings.cells)
         self.permalinkds = dict(settings.permalinks)
         addresses = {name: _address(url) for name, url in [*settings.cells, *settings.permalinks]}
-        self.pool = BackendPool(reactor, addresses, connect_timeout=settings.connect_timeout)
+        self.health_urls = {name: url.rstrip("/") + "/healthz" for name, url in [*settings.cells, *settings.permalinks]}
+        self.pool = BackendPool(reactor, addresses, connect_timeout=settings.connect_timeout,
+                                on_lost=self.suspect)
         now = reactor.seconds()
         self.health = {name: P.HealthState(settings.rise, settings.fall) for name in addresses}
         self.cell_rr, self.perm_rr = P.RoundRobin(), P.RoundRobin()
@@ -101,8 +104,8 @@ class Edge:
 
     # health ------------------------------------------------------------------------------
     def start_checks(self) -> None:
-        for name, url in [*self.settings.cells, *self.settings.permalinks]:
-            loop = task.LoopingCall(self._check, name, url.rstrip("/") + "/healthz")
+        for name, url in self.health_urls.items():
+            loop = task.LoopingCall(self._check, name, url)
             loop.clock = self.reactor
             loop.start(self.settings.check_interval, now=True)
             self._loops.append(loop)
@@ -127,6 +130,9 @@ class Edge:
                     self.settings.check_timeout, self.reactor)
                 body = await readBody(resp).addTimeout(self.settings.check_timeout, self.reactor)
             except Exception as e:  # noqa: BLE001 - any failure is a failed check
+                if isinstance(e, ConnectionRefusedError):
+                    self.passive_failure(name, "connection refused")   # nobody listens: down at once
+                    return
                 self._record(name, False, f"{type(e).__name__}: {str(e)[:80]}")
                 return
             if resp.code != 200:
@@ -157,6 +163,11 @@ class Edge:
             self.pool.drop_idle(name)
             for front in list(self.open_connections):
                 front.close_tunnel_for_backend(name)
+
+    def suspect(self, name: str) -> None:
+        """A connection to ``name`` ended that we did not close: check it now, not at the next tick."""
+        if name in self.health_urls:
+            self._check(name, self.health_urls[name])
 
     def passive_failure(self, name: str, error: str) -> None:
         if self.health[name].connection_failed(self.reactor.seconds(), error):

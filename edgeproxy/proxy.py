@@ -61,9 +61,21 @@ class BackendConn(protocol.Protocol):
         self.tracker: H.ChunkedTracker | None = None
         self.reusable = True
         self.connected = False
+        self.closing = False          # we closed it ourselves (pool expiry, shutdown)
 
     def connectionMade(self):
         self.connected = True
+
+    def close(self) -> None:
+        """Close it ourselves: its end then says nothing about the server's health."""
+        self.closing = True
+        self.transport.loseConnection()
+
+    def abandon(self) -> None:
+        """The client side is done with this exchange: close it, never reuse it."""
+        self.front = None
+        self.reusable = False
+        self.close()
 
     def start(self, front: "Frontend") -> None:
         self.front = front
@@ -73,7 +85,7 @@ class BackendConn(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         front = self.front
         if front is None:
-            self.transport.loseConnection()  # a backend talking out of turn is not reused
+            self.close()  # a backend talking out of turn is not reused
             return
         if self.mode == "tunnel":
             front.tunnel_from_backend(data)
@@ -120,7 +132,7 @@ class BackendConn(protocol.Protocol):
             if self.mode == "none" or (self.mode == "length" and self.remaining == 0):
                 self._done()
                 if rest:
-                    self.transport.loseConnection()
+                    self.close()
                 return
             data = rest
             if not data:
@@ -136,7 +148,7 @@ class BackendConn(protocol.Protocol):
             if self.remaining == 0:
                 self._done()
                 if len(data) > len(take):
-                    self.transport.loseConnection()
+                    self.close()
         elif self.mode == "chunked":
             try:
                 n = self.tracker.feed(data)
@@ -145,13 +157,13 @@ class BackendConn(protocol.Protocol):
                 self.reusable = False
                 front.backend_lost("bad chunked body from the server")
                 self.front = None
-                self.transport.loseConnection()
+                self.close()
                 return
             front.response_body(data[:n])
             if self.tracker.done:
                 self._done()
                 if len(data) > n:
-                    self.transport.loseConnection()
+                    self.close()
         elif self.mode == "until_close":
             front.response_body(data)
 
@@ -165,7 +177,7 @@ class BackendConn(protocol.Protocol):
         self._log.warn("backend {name} sent a bad response: {why}", name=self.name, why=why)
         front, self.front = self.front, None
         self.reusable = False
-        self.transport.loseConnection()
+        self.close()
         if front is not None:
             front.backend_failed_response(f"bad response from the server: {why}")
 
@@ -174,10 +186,14 @@ class BackendConn(protocol.Protocol):
         self.pool.discard(self)
         front, self.front = self.front, None
         if front is None:
+            if not self.closing:
+                self.pool.on_lost(self.name)   # the server closed an idle connection: did it die?
             return
         if self.mode == "until_close":
             front.response_done(close=True)
-        elif self.mode == "tunnel":
+            return
+        self.pool.on_lost(self.name)   # it died mid-exchange
+        if self.mode == "tunnel":
             front.tunnel_backend_lost()
         elif self.mode == "head" and not self.buf:
             front.backend_failed_response("the server closed the connection before answering")
@@ -191,9 +207,14 @@ class BackendPool:
     _log = Logger()
 
     def __init__(self, reactor, addresses: dict[str, tuple[str, int]], max_idle: int = 64,
-                 idle_timeout: float = 30.0, connect_timeout: float = 3.0):
+                 idle_timeout: float = 30.0, connect_timeout: float = 3.0,
+                 on_lost=lambda name: None):
         self.reactor = reactor
         self.addresses = addresses
+        # Called with the backend's name when a connection we did not close
+        # ourselves ended (idle, or mid-exchange): a dying server does that
+        # first, so the edge checks it at once instead of at the next interval.
+        self.on_lost = on_lost
         self.idle: dict[str, deque] = {name: deque() for name in addresses}
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
@@ -212,12 +233,9 @@ class BackendPool:
         return ep.connect(_OneFactory(lambda: BackendConn(self, name)))
 
     def release(self, conn: BackendConn) -> None:
-        if not conn.reusable or not conn.connected:
-            conn.transport.loseConnection()
-            return
         idle = self.idle[conn.name]
-        if len(idle) >= self.max_idle:
-            conn.transport.loseConnection()
+        if not conn.reusable or not conn.connected or len(idle) >= self.max_idle:
+            conn.close()
             return
         idle.append(conn)
         self._idle_since[id(conn)] = self.reactor.seconds()
@@ -232,7 +250,7 @@ class BackendPool:
     def drop_idle(self, name: str) -> None:
         """A backend went down: its idle connections are worthless."""
         while self.idle[name]:
-            self.idle[name].pop().transport.loseConnection()
+            self.idle[name].pop().close()
 
     def expire(self) -> None:
         now = self.reactor.seconds()
@@ -240,7 +258,7 @@ class BackendPool:
             for conn in list(idle):
                 if now - self._idle_since.get(id(conn), now) > self.idle_timeout:
                     idle.remove(conn)
-                    conn.transport.loseConnection()
+                    conn.close()
 
 
 class _OneFactory(protocol.Factory):
@@ -311,9 +329,7 @@ class Frontend(protocol.Protocol):
         if backend is not None:
             if prev == "tunnel":
                 self.edge.metrics.tunnels.dec()
-            backend.front = None
-            backend.reusable = False
-            backend.transport.loseConnection()
+            backend.abandon()
 
     def _arm(self, seconds: float, why: str) -> None:
         self._disarm()
@@ -333,9 +349,7 @@ class Frontend(protocol.Protocol):
         elif self.state == "response":
             if self.exchange_bytes_sent == 0 and self.backend is not None:
                 backend, self.backend = self.backend, None
-                backend.front = None
-                backend.reusable = False
-                backend.transport.loseConnection()
+                backend.abandon()
                 self.error(504, "backend_timeout", f"{self._backend_label()} did not answer in time", close=True)
             else:
                 self.transport.loseConnection()
@@ -494,9 +508,7 @@ class Frontend(protocol.Protocol):
     def _abort_exchange(self, status: int, code: str, message: str) -> None:
         backend, self.backend = self.backend, None
         if backend is not None:
-            backend.front = None
-            backend.reusable = False
-            backend.transport.loseConnection()
+            backend.abandon()
         self.error(status, code, message, close=True)
 
     def interim_response(self, head: H.ResponseHead) -> None:
@@ -586,8 +598,7 @@ class Frontend(protocol.Protocol):
         """The backend was marked down: close our websocket with a reason."""
         if self.state == "tunnel" and self.backend is not None and self.backend.name == name:
             backend, self.backend = self.backend, None
-            backend.front = None
-            backend.transport.loseConnection()
+            backend.abandon()
             self.tunnel_backend_lost()
 
 

@@ -44,11 +44,16 @@ def parse_cells(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def parse_permalinks(text: str) -> tuple[tuple[str, str], ...]:
-    urls = [x.strip() for x in text.split(",") if x.strip()]
-    for u in urls:
-        if not u.startswith(("http://", "https://")):
-            raise ValueError(f"--permalinks wants http://host:port URLs, not {u!r}")
-    return tuple((f"p{i + 1}", u) for i, u in enumerate(urls))
+    """``url,...`` (named p1, p2, ...) or ``name=url,...`` (names as in their --node)."""
+    items = []
+    for i, item in enumerate(x.strip() for x in text.split(",") if x.strip()):
+        name, sep, url = item.partition("=") if "=" in item.split("://")[0] else (f"p{i + 1}", "=", item)
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--permalinks wants [name=]http://host:port items, not {item!r}")
+        items.append((name, url))
+    if len({n for n, _ in items}) != len(items):
+        raise ValueError("--permalinks: names must be unique")
+    return tuple(items)
 
 
 class Options(NodeOptions):
@@ -58,7 +63,7 @@ class Options(NodeOptions):
     optParameters = [
         ["http-listen", None, None, "Plain-HTTP endpoint that redirects to HTTPS (except /healthz)."],
         ["cells", None, "c1=http://127.0.0.1:8101", "Cell servers: name=url,... (names as in their --node)."],
-        ["permalinks", None, "", "permalinkd servers: url,..."],
+        ["permalinks", None, "", "permalinkd servers: [name=]url,..."],
         ["static-dir", None, STATIC_DEFAULT, "Directory served at /static/ and /embedded_sagecell.js."],
         ["trusted-proxies", None, "", "Upstreams (load balancers) whose X-Forwarded-For is believed."],
         ["access-log", None, None, "One JSON line per request here ('-': stdout)."],

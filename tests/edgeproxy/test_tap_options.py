@@ -1,0 +1,18 @@
+import pytest
+
+from edgeproxy.tap import parse_cells, parse_permalinks
+
+
+def test_permalink_backends_named_or_numbered():
+    assert parse_permalinks("http://a:1,http://b:2") == (("p1", "http://a:1"), ("p2", "http://b:2"))
+    assert parse_permalinks("x=http://a:1, y=https://b:2") == (("x", "http://a:1"), ("y", "https://b:2"))
+    for bad in ("ftp://a", "x=http://a:1,x=http://b:1", "x=nope"):
+        with pytest.raises(ValueError):
+            parse_permalinks(bad)
+
+
+def test_cells_need_valid_node_names():
+    assert parse_cells("c1=http://127.0.0.1:8101") == (("c1", "http://127.0.0.1:8101"),)
+    for bad in ("c1", "Bad_Name=http://x:1", "c1=http://a:1,c1=http://b:1"):
+        with pytest.raises(Exception):
+            parse_cells(bad)
