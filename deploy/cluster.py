@@ -238,6 +238,23 @@ def up(spec: ClusterSpec, timeout: float) -> int:
             print(f"cluster: {e}; logs in {spec.log_dir}")
             return 1
         print(f"cluster: redis primary with {len(r.replicas)} replicas and {len(r.sentinels)} sentinels ready")
+    for edge in (n for n in spec.nodes if n.kind == "edgeproxy" and n.health_url):
+        # Ready means: the edge itself sees every backend up (its checks need `rise` passes).
+        def all_up(url=edge.health_url):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    h = json.loads(r.read())
+            except Exception:
+                return False
+            backends = list(h.get("cells", {}).values()) + list(h.get("permalinks", {}).values())
+            return bool(backends) and all(b.get("up") for b in backends)
+
+        while not all_up() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not all_up():
+            print(f"cluster: {edge.name} does not see every backend up; logs in {spec.log_dir}")
+            return 1
+        print(f"cluster: {edge.name} sees every backend up")
     print(f"cluster: logs in {spec.log_dir}; stop it with: deploy/cluster down")
     print(spec.url)
     return 0

@@ -81,6 +81,7 @@ class Run:
         self.args = args
         self.samples: list[Sample] = []
         self.t0 = reactor.seconds()
+        self.t0_wall = time.time()
         self.deadline = self.t0 + args.duration
         self.sessions_done = 0
         self.sessions_broken = 0
@@ -318,7 +319,7 @@ def write_outputs(run: Run, args) -> None:
                 w.writerow([s.phase, f"{s.start:.4f}", f"{s.latency:.6f}", int(s.ok), s.error])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"samples": [asdict(s) for s in run.samples],
+            json.dump({"t0": run.t0_wall, "samples": [asdict(s) for s in run.samples],
                        "summary": [asdict(s) for s in summarise(run.samples, run.duration)]}, f)
     if args.plot:
         import matplotlib

@@ -57,7 +57,12 @@ listen = ["tcp:{p['c2']}:interface=127.0.0.1"]
 runtime-dir = "{rt2}"
 [edgeproxy]
 cells = "tc1=http://127.0.0.1:{p['c1']},tc2=http://127.0.0.1:{p['c2']}"
-permalinks = "http://127.0.0.1:{p['p1']},http://127.0.0.1:{p['p2']}"
+permalinks = "tp1=http://127.0.0.1:{p['p1']},tp2=http://127.0.0.1:{p['p2']}"
+# the drill's load comes from one address: per-IP limits are not what it tests
+compute-rate = 1000.0
+compute-burst = 1000.0
+permalink-rate = 1000.0
+permalink-burst = 1000.0
 access-log = "{var}/log/access.jsonl"
 [edgeproxy.nodes.te1]
 listen = ["ssl:{p['https']}:interface=127.0.0.1:privateKey={var}/certs/server.key:certKey={var}/certs/server.crt:extraCertChain={var}/certs/chain.pem"]
@@ -119,6 +124,29 @@ async def test_kernel_and_websocket_through_the_edge(running):
     assert resp.code == 200, info
     ws = await _wss(info["ws_url"] + f"kernel/{info['id']}/channels", {"ca": running["ca"]})
     assert stdout_of(await ws.run("print('cluster')")) == "cluster\n"
+
+
+def test_short_failover_drill_under_load(running):
+    """Kill a cell server, stop the other, kill a permalinkd and the Redis primary,
+    all under load: no acknowledged permalink lost, no new session failing once
+    the edge has seen the fault, every node back (the supervisor restarts them)."""
+    import subprocess
+    import sys
+
+    out = running["tmp"] / "drill.json"
+    r = subprocess.run([sys.executable, "-m", "loadtest.drill", "--config", running["path"], "--users", "4",
+                        "--step", "8", "--json", str(out)], capture_output=True, text=True, timeout=400,
+                       cwd=str(ROOT))
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    result = json.loads(out.read_text())
+    counts = result["counts"]
+    assert counts["permalinks_lost"] == 0 and counts["permalinks_acked"] > 20
+    assert counts["new_sessions_failed_after_detection"] == 0
+    assert counts["nodes_back"] == 3 and counts["faults"] == 4
+    redis = next(t for t in result["timeline"] if t["node"] == "redis-primary")
+    assert redis["first_write_after"] is not None and redis["first_write_after"] <= 10
+    kill = result["timeline"][0]
+    assert kill["detected_after"] is not None and kill["detected_after"] <= 1.0
 
 
 def test_down_leaves_nothing_behind(running):
