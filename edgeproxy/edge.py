@@ -33,6 +33,7 @@ class EdgeSettings:
     max_conns_per_ip: int = 100
     check_interval: float = 1.0
     check_timeout: float = 0.5
+    check_fast_interval: float = 0.1     # between checks while a backend is transitioning
     rise: int = 2
     fall: int = 2
     head_timeout: float = 10.0
@@ -100,6 +101,7 @@ class Edge:
         self.metrics = EdgeMetrics(self)
         self.agent = Agent(reactor, connectTimeout=settings.check_timeout, pool=_quiet_pool(reactor))
         self._loops: list[task.LoopingCall] = []
+        self._fast_checks: dict[str, object] = {}    # name -> pending confirming check (IDelayedCall)
         self.draining = False
 
     # health ------------------------------------------------------------------------------
@@ -119,6 +121,9 @@ class Edge:
             if loop.running:
                 loop.stop()
         self._loops.clear()
+        for call in self._fast_checks.values():
+            call.cancel()
+        self._fast_checks.clear()
 
     def _pool_of(self, name: str) -> str:
         return "cells" if name in self.cells else "permalinks"
@@ -153,6 +158,16 @@ class Edge:
         changed = state.check_passed(now, free) if ok else state.check_failed(now, error)
         if changed:
             self._changed(name, state)
+        if state.transitioning and name not in self._fast_checks and self._loops:
+            # One check failed on an up server (or passed on a down one): confirm it
+            # soon rather than a whole interval later.  A stopped server is then
+            # down after about interval + 2 x timeout, not interval x fall + timeout.
+            self._fast_checks[name] = self.reactor.callLater(
+                self.settings.check_fast_interval, self._fast_check, name)
+
+    def _fast_check(self, name: str) -> None:
+        del self._fast_checks[name]
+        self._check(name, self.health_urls[name])
 
     def _changed(self, name: str, state: P.HealthState) -> None:
         self.metrics.backend_up.labels(self._pool_of(name), name).set(1 if state.up else 0)

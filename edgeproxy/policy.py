@@ -152,6 +152,12 @@ class HealthState:
     changed_at: float = 0.0
     last_error: str = ""
 
+    @property
+    def transitioning(self) -> bool:
+        """Results contradict the state but not yet ``rise``/``fall`` times in a row:
+        worth confirming sooner than the regular interval (HAProxy's ``fastinter``)."""
+        return self.streak > 0
+
     def check_passed(self, now: float, free: int = 0) -> bool:
         """Record a good check; True if the backend just came up."""
         self.free = free

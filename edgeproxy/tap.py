@@ -82,6 +82,8 @@ class Options(NodeOptions):
         ["max-conns-per-ip", None, 100, "Concurrent connections per client IP.", positive_int("max-conns-per-ip")],
         ["check-interval", None, 1.0, "Seconds between health checks.", positive_float("check-interval", 0.05)],
         ["check-timeout", None, 0.5, "Health check timeout (s).", positive_float("check-timeout", 0.01)],
+        ["check-fast-interval", None, 0.1, "Seconds to the next check while a backend is between up and down "
+         "(one check contradicted its state).", positive_float("check-fast-interval", 0.01)],
         ["rise", None, 2, "Good checks that mark a backend up.", positive_int("rise")],
         ["fall", None, 2, "Failed checks that mark a backend down.", positive_int("fall")],
         ["head-timeout", None, 10.0, "Seconds to receive a request head (slowloris).", positive_float("head-timeout", 0.1)],
@@ -127,7 +129,8 @@ class Options(NodeOptions):
             permalink=P.Limits(self["permalink-rate"], self["permalink-burst"], self["permalink-global-rate"],
                                self["permalink-global-burst"]),
             max_conns_per_ip=self["max-conns-per-ip"], check_interval=self["check-interval"],
-            check_timeout=self["check-timeout"], rise=self["rise"], fall=self["fall"],
+            check_timeout=self["check-timeout"], check_fast_interval=self["check-fast-interval"],
+            rise=self["rise"], fall=self["fall"],
             head_timeout=self["head-timeout"], keepalive_timeout=self["keepalive-timeout"],
             connect_timeout=self["connect-timeout"], response_timeout=self["response-timeout"],
             tunnel_idle=self["tunnel-idle"], https_port=https_port, access_log=self["access-log"])

@@ -76,3 +76,12 @@ def test_pick_cell_most_free_then_round_robin_and_exclusions():
     assert P.pick_cell(states, {"c2", "c3"}, rr) == "c1"
     states["c1"].up = False
     assert P.pick_cell(states, {"c2", "c3"}, rr) is None
+
+
+def test_health_transitioning_between_checks():
+    h = P.HealthState(rise=2, fall=3, up=True)
+    assert not h.transitioning
+    h.check_failed(0, "timeout")
+    assert h.transitioning and h.up
+    h.check_passed(1)
+    assert not h.transitioning

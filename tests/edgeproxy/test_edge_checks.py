@@ -1,0 +1,43 @@
+"""The Edge's check scheduling on a MemoryReactorClock: a check that
+contradicts a backend's state is confirmed after ``check_fast_interval``,
+not a whole interval later."""
+from twisted.internet.testing import MemoryReactorClock
+
+from edgeproxy.edge import Edge, EdgeSettings
+
+
+def make_edge(tmp_path):
+    reactor = MemoryReactorClock()
+    settings = EdgeSettings(cells=(("c1", "http://127.0.0.1:1"),), permalinks=(), static_dir=str(tmp_path),
+                            check_interval=1.0, check_timeout=0.5, check_fast_interval=0.1, rise=2, fall=2)
+    edge = Edge(reactor, settings, access_log=None)
+    checks = []
+    edge._check = lambda name, url: checks.append((reactor.seconds(), name, url))
+    return reactor, edge, checks
+
+
+def test_a_failed_check_on_an_up_server_is_confirmed_fast(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    edge.start_checks()
+    assert checks == [(0, "c1", "http://127.0.0.1:1/healthz")]
+    edge.health["c1"].up = True
+    edge._record("c1", False, "TimeoutError")
+    assert edge.health["c1"].up
+    reactor.advance(0.1)
+    assert checks[-1] == (0.1, "c1", "http://127.0.0.1:1/healthz")
+    edge._record("c1", False, "TimeoutError")          # the confirming check failed too
+    assert not edge.health["c1"].up and not edge._fast_checks
+    reactor.advance(0.9)
+    assert [t for t, _, _ in checks] == [0, 0.1, 1.0]    # then back to the regular interval
+    edge.stop_checks()
+
+
+def test_steady_results_schedule_no_extra_checks_and_stop_cancels(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    edge.start_checks()
+    edge._record("c1", False, "refused")                 # down and failing: nothing to confirm
+    assert not edge._fast_checks
+    edge._record("c1", True, "", 3)                      # first pass on a down server: confirm soon
+    assert edge._fast_checks
+    edge.stop_checks()
+    assert not edge._fast_checks and not reactor.getDelayedCalls()
