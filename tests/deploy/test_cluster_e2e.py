@@ -149,6 +149,28 @@ def test_short_failover_drill_under_load(running):
     assert kill["detected_after"] is not None and kill["detected_after"] <= 1.0
 
 
+def test_ab_and_httperf_against_the_edge(running):
+    """The ab/httperf driver, short: every target answered, split by status from the edge's metrics."""
+    import subprocess
+    import sys
+
+    out = running["tmp"] / "http_bench.json"
+    r = subprocess.run([sys.executable, "-m", "loadtest.http_bench", "--url", running["base"], "--cafile",
+                        running["ca"], "--requests", "200", "--concurrency", "10", "--rate", "50",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    assert r.returncode == 0
+    results = {(x["target"], x["tool"]): x for x in json.loads(out.read_text())}
+    assert set(results) == {("page", "ab"), ("page", "httperf"), ("static", "ab"), ("static", "httperf"),
+                            ("service", "ab"), ("permalink-get", "ab"), ("permalink-get", "httperf"),
+                            ("permalink-post", "ab")}
+    for (target, tool), x in results.items():
+        assert x["rps"] > 0 and x["errors"] == 0 and x["ok"] + x["limited"] == x["requests"], x
+        if tool == "ab":
+            assert x["p50_ms"] is not None and 0 <= x["p50_ms"] <= x["p90_ms"] <= x["p99_ms"], x
+    assert results[("static", "ab")]["ok"] == 200 and results[("service", "ab")]["ok"] > 0
+
+
 def test_down_leaves_nothing_behind(running):
     down = cluster("down", "--config", running["path"])
     assert down.returncode == 0 and "cluster: stopped" in down.stdout, down.stdout + down.stderr
