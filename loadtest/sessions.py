@@ -150,7 +150,8 @@ class KernelSocket:
         self.proto.sendMessage(json.dumps(msg).encode("utf-8"), isBinary=False)
 
 
-async def open_socket(reactor, ws_url: str, tls_options, timeout: float) -> KernelSocket:
+async def open_socket(reactor, ws_url: str, tls_options, timeout: float, source: str | None = None) -> KernelSocket:
+    """The kernel's websocket, open (from the local address ``source`` when given)."""
     from autobahn.twisted.websocket import (WebSocketClientFactory, WebSocketClientProtocol,
                                             connectWS)
     from twisted.internet.defer import Deferred
@@ -177,7 +178,8 @@ async def open_socket(reactor, ws_url: str, tls_options, timeout: float) -> Kern
 
     factory = WebSocketClientFactory(ws_url)
     factory.protocol = Proto
-    connectWS(factory, contextFactory=tls_options, timeout=timeout)
+    connectWS(factory, contextFactory=tls_options, timeout=timeout,
+              bindAddress=(source, 0) if source else None)
     return await opened.addTimeout(timeout, reactor)
 
 

@@ -171,6 +171,22 @@ def test_ab_and_httperf_against_the_edge(running):
     assert results[("static", "ab")]["ok"] == 200 and results[("service", "ab")]["ok"] > 0
 
 
+def test_capacity_holds_concurrent_sessions_from_distinct_addresses(running):
+    """The capacity tool, short: 8 sessions held at once, each still answering, all closed after."""
+    import subprocess
+    import sys
+
+    out = running["tmp"] / "capacity.json"
+    r = subprocess.run([sys.executable, "-m", "loadtest.capacity", "--url", running["base"], "--cafile",
+                        running["ca"], "--target", "8", "--step", "4", "--rate", "0", "--keep", "60",
+                        "--max-seconds", "120", "--json", str(out)], capture_output=True, text=True, timeout=200,
+                       cwd=str(ROOT))
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    report = json.loads(out.read_text())
+    assert r.returncode == 0 and report["max_held"] == 8 and report["failures"] == {}, report
+    assert [s["held"] for s in report["steps"]] == [4, 8]
+
+
 def test_down_leaves_nothing_behind(running):
     down = cluster("down", "--config", running["path"])
     assert down.returncode == 0 and "cluster: stopped" in down.stdout, down.stdout + down.stderr
