@@ -20,7 +20,7 @@ setup(
     packages=packages + ["twisted.plugins"],
     package_data={
         "twisted": ["plugins/cellserver.py", "plugins/edgeproxy.py", "plugins/permalinkd.py"],
-        "": ["*.toml", "*.conf", "*.tmpl", "static/*", "static/**/*", "templates/*"],
+        "": ["*.toml", "*.conf", "*.tmpl", "redis/*.tmpl", "static/*", "static/**/*", "templates/*"],
     },
     include_package_data=True,
     install_requires=[
