@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from loadtest.sessions import KernelSocket, check_loopback, compute, open_socket
+from loadtest.sessions import KernelSocket, check_loopback, compute, open_socket, react
 from loadtest.stats import percentile
 
 
@@ -204,8 +204,6 @@ def row(s: Step) -> str:
 
 
 def main(argv=None) -> int:
-    from twisted.internet import defer, task
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", default="https://localhost:8443/")
     ap.add_argument("--cafile")
@@ -223,21 +221,9 @@ def main(argv=None) -> int:
     if not (1 <= args.target <= 5000) or not (0 < args.max_seconds <= 3600) or args.step < 1:
         ap.error("--target must be 1..5000, --max-seconds 0..3600 and --step >= 1")
     check_loopback(args.url)
-    out = {}
-
-    def go(reactor):
-        async def body():
-            out["report"] = await run(reactor, args)
-        return defer.Deferred.fromCoroutine(body())
-
     print(f"opening up to {args.target} sessions against {args.url}, {args.rate:g}/s, check every {args.step}")
     print(HEAD)
-    try:
-        task.react(go)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            raise
-    r = out["report"]
+    r = react(run, args)
     print(f"held at most {r.max_held} concurrent sessions in {r.seconds:.1f} s; "
           f"first failure: {r.first_failure or 'none'}")
     for why, n in sorted(r.failures.items(), key=lambda kv: -kv[1]):

@@ -364,25 +364,31 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
+def react(coroutine_function, *args):
+    """Run ``coroutine_function(reactor, *args)`` on the global reactor (the
+    load tools are programs, not libraries) and return what it returned."""
     from twisted.internet import defer, task
 
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    check_loopback(args.url)
-    result = {}
+    result = []
 
     def go(reactor):
         async def body():
-            result["run"] = await main_async(reactor, args)
+            result.append(await coroutine_function(reactor, *args))
         return defer.Deferred.fromCoroutine(body())
 
-    started = time.time()
     try:
         task.react(go)
     except SystemExit as e:
         if e.code not in (0, None):
             raise
-    run = result["run"]
+    return result[0]
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    check_loopback(args.url)
+    started = time.time()
+    run = react(main_async, args)
     print(f"{args.users} users, {run.duration:.1f} s, {run.sessions_done} sessions "
           f"({run.sessions_broken} broken) against {args.url}")
     print(table(summarise(run.samples, run.duration)))
