@@ -38,6 +38,7 @@ from cellserver.provider import layout
 from cellserver.provider import protocol as P
 from cellserver.provider.plan import kernels_to_start, restart_delay
 from cellserver.provider_settings import ProviderSettings
+from cellserver.sandbox.mounts import unmount_home, unmount_under
 
 QUICK_DEATH = 10.0      # a provider that dies sooner than this after start counts as failing
 STOP_GRACE = 15.0       # seconds stopService waits for the provider before SIGKILL
@@ -171,6 +172,7 @@ class KernelPoolService(service.Service):
             os.makedirs(self.runtime_dir)
             os.chmod(self.runtime_dir, 0o711)   # kernels (later: other accounts) only traverse it
         for d in (self.sock_root, self.work_root):
+            unmount_under(d)                            # home tmpfs a killed provider left mounted
             shutil.rmtree(d, ignore_errors=True)        # leftovers of a crashed run of this node
             os.makedirs(d, mode=0o711)
         self._ctx = zmq.Context()
@@ -204,6 +206,7 @@ class KernelPoolService(service.Service):
             self._ctx = None
         # Only what the pool made: runtime-dir may be a directory the operator owns.
         for d in (self.sock_root, self.work_root, os.path.join(self.runtime_dir, "ipython")):
+            unmount_under(d)
             shutil.rmtree(d, ignore_errors=True)
         try:
             os.rmdir(self.runtime_dir)
@@ -390,6 +393,10 @@ class KernelPoolService(service.Service):
                 _killpg(kernel.pid)
                 _kill(kernel.pid)         # in case it died before it made its group
             for d in (kernel.sock_dir, kernel.work_dir):
+                try:
+                    unmount_home(d)       # the provider died: its home tmpfs is still mounted
+                except OSError:
+                    pass
                 shutil.rmtree(d, ignore_errors=True)
         kernel.ended(reason)
 

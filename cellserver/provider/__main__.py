@@ -15,7 +15,6 @@ import ctypes
 import errno
 import os
 import selectors
-import shutil
 import signal
 import sys
 import time
@@ -56,6 +55,20 @@ class Provider:
         self.lines = P.LineBuffer()
         self.quitting = False
         self.pid = os.getpid()
+        self._root_spec = None          # the kernels' root file system (mounts layer), made once
+
+    def root_spec(self, sock_dir: str):
+        """What every kernel's root holds; its tmpfs goes on ``<sock root>/.root``
+        (an empty directory of ours, in each kernel's own mount namespace)."""
+        if not self.plan.layers.get("mounts"):
+            return None
+        mountpoint = os.path.join(os.path.dirname(sock_dir.rstrip("/")), ".root")
+        if self._root_spec is None or self._root_spec.mountpoint != mountpoint:
+            os.makedirs(mountpoint, mode=0o700, exist_ok=True)
+            sb = self.sandbox
+            self._root_spec = sandbox.mounts.root_spec(mountpoint, sb.home_mb, sb.tmp_mb, sb.shm_mb,
+                                                       extra_ro=(self.ipython_dir,))
+        return self._root_spec
 
     def emit(self, event) -> None:
         data = P.encode(event)
@@ -85,17 +98,18 @@ class Provider:
             for d in (cmd.sock_dir, cmd.work_dir):
                 os.makedirs(d, mode=0o700)
                 made.append(d)
-            slot, uid, cgroups = None, None, []
+            slot, uid, cgroups, root = None, None, [], None
             if self.sandbox.enabled:
                 if self.plan.layers.get("account"):
                     slot = self.slots.take()
                     uid = self.sandbox.uid_base + slot
-                cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir])
+                root = self.root_spec(cmd.sock_dir)
+                cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir],
+                                          home=cmd.work_dir)
             t0 = time.perf_counter()
             pid = os.fork()
         except (OSError, ValueError, RuntimeError) as e:
-            for d in made:
-                shutil.rmtree(d, ignore_errors=True)
+            sandbox.release_dirs(made)
             if "cgroups" in locals():
                 sandbox.cleanup(cgroups)
             if locals().get("slot") is not None:
@@ -103,19 +117,21 @@ class Provider:
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
         if pid == 0:
-            self._child(cmd, key, uid, cgroups)          # never returns
+            self._child(cmd, key, uid, cgroups, root)    # never returns
         self.confined[pid] = (slot, cgroups)
         fork_ms = (time.perf_counter() - t0) * 1000
         self.kernels[pid] = cmd
         self.by_kid[cmd.kid] = pid
         self.emit(P.Started(kid=cmd.kid, pid=pid, fork_ms=round(fork_ms, 3)))
 
-    def _child(self, cmd: P.Start, key: bytes, uid: int | None = None, cgroups: list[str] = ()) -> None:
+    def _child(self, cmd: P.Start, key: bytes, uid: int | None = None, cgroups: list[str] = (),
+               root=None) -> None:
         code = 1
         try:
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=self.pid))
             if self.sandbox.enabled:
-                sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid)
+                sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,
+                                      cmd.work_dir, cmd.sock_dir)
             run_kernel(key, cmd.sock_dir, cmd.work_dir)
             code = 0
         except SystemExit as e:
@@ -172,8 +188,7 @@ class Provider:
 
     @staticmethod
     def _remove_dirs(cmd: P.Start) -> None:
-        for d in (cmd.sock_dir, cmd.work_dir):
-            shutil.rmtree(d, ignore_errors=True)
+        sandbox.release_dirs((cmd.sock_dir, cmd.work_dir))     # the home tmpfs unmounted first
 
     # -- loop -----------------------------------------------------------------
     def run(self) -> int:

@@ -15,13 +15,17 @@ layers here, in this order, after the steps below:
 5. cgroup membership (the provider can do this from outside, by pid);
 6. the seccomp filter, last, since it forbids the calls above.
 
+(Done in ``cellserver.sandbox.apply.confine_child``; the mount, IPC, UTS and
+net namespaces and the kernel's own root in ``cellserver.sandbox.mounts``.
+The pid namespace is not used: see ``cellserver.sandbox.settings.PIDNS_WHY``.)
+
 Before the fork the provider has made the kernel's two directories (mode
 0700, owned by the provider's user): ``sock_dir`` for the ipc sockets the
 kernel binds after ``confine`` returns, ``work_dir`` for user files (served by
-the cell server as ``/kernel/<id>/files/``).  A sandbox that switches to
-another account must hand both to it (chown, or bind-mount them).  The cell
-server connects to the sockets by path, so they must stay reachable from the
-host side at the same path (bind-mount ``sock_dir`` at its own path).
+the cell server as ``/kernel/<id>/files/``).  The sandbox hands both to the
+kernel's account (chown; ``work_dir`` is then a size-capped tmpfs on the host)
+and binds both into the kernel's root at their own paths: the cell server
+connects to the sockets and reads the files by the host paths.
 
 Today it does the part every kernel needs: its own session and process group
 (so ``killpg`` ends everything it starts and an interrupt reaches its

@@ -1,12 +1,15 @@
 """Confining a forked kernel (the child side), and the cgroups around it
 (the provider side).  Runs on Linux as root, or degrades as ``plan`` says.
 
-``detect()`` finds what the machine allows.  ``prepare(...)`` runs in the
-provider before the fork: it makes the kernel's cgroups and hands its two
-directories to the kernel's account.  ``confine_child(...)`` runs in the
+``detect()`` finds what the machine allows (namespaces and mounts are tried
+in throw-away children).  ``prepare(...)`` runs in the provider before the
+fork: it makes the kernel's cgroups, mounts its size-capped home tmpfs (the
+``mounts`` layer, see ``mounts.py``) and hands its two directories to the
+kernel's account.  ``confine_child(...)`` runs in the
 child, single-threaded, right after the provider's own ``confine`` step.
 ``cleanup(...)`` runs after the kernel was reaped: it kills anything left in
-its cgroups (a process that escaped with setsid() included) and removes them.
+its cgroups (a process that escaped with setsid() included) and removes them;
+``release_dirs(...)`` unmounts the home tmpfs and removes both directories.
 """
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ import ctypes
 import errno
 import os
 import resource
+import shutil
 import signal
 import socket
 import time
 
+from cellserver.sandbox import mounts
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
 CLONE_NEWNET = 0x40000000
@@ -45,6 +50,7 @@ def detect(settings: SandboxSettings) -> Capabilities:
         except OSError:
             os._exit(1)
     netns = os.waitpid(pid, 0)[1] == 0
+    mounts_ok, mounts_error = (_try_mounts() if root else (False, "not root"))
     cgroups = []
     for c in CONTROLLERS:
         d = os.path.join(settings.cgroup_root, c)
@@ -55,7 +61,38 @@ def detect(settings: SandboxSettings) -> Capabilities:
         seccomp = True
     except (ImportError, OSError):
         seccomp = False
-    return Capabilities(root=root, netns=netns, cgroups=tuple(cgroups), seccomp=seccomp)
+    return Capabilities(root=root, netns=netns, cgroups=tuple(cgroups), seccomp=seccomp,
+                        mounts=mounts_ok, mounts_error=mounts_error)
+
+
+def _try_mounts() -> tuple[bool, str]:
+    """Build a kernel root in a throw-away child (its namespace dies with it)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            why = mounts.try_build()
+            os.write(w, why.encode()[:2000])
+            code = 0 if not why else 1
+        except BaseException as e:
+            try:
+                os.write(w, repr(e).encode()[:2000])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        data = os.read(r, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(r)
+    ok = os.waitpid(pid, 0)[1] == 0
+    return ok, "" if ok else (b"".join(chunks).decode("utf-8", "replace") or "the test child failed")
 
 
 # --- provider side ---------------------------------------------------------------
@@ -64,9 +101,13 @@ def cgroup_dirs(settings: SandboxSettings, kid: str) -> list[str]:
     return [os.path.join(settings.cgroup_root, c, settings.cgroup_name, kid) for c in CONTROLLERS]
 
 
-def prepare(settings: SandboxSettings, plan: Plan, kid: str, uid: int | None, dirs: list[str]) -> list[str]:
-    """Before the fork: the kernel's cgroups (made, limited) and its directories' owner."""
+def prepare(settings: SandboxSettings, plan: Plan, kid: str, uid: int | None, dirs: list[str],
+            home: str | None = None) -> list[str]:
+    """Before the fork: the kernel's cgroups (made, limited), its home tmpfs
+    (``home``, one of ``dirs``) and its directories' owner."""
     made = []
+    if home is not None and plan.layers.get("mounts"):
+        mounts.mount_home(home, settings.home_mb, uid)
     if plan.layers.get("cgroups"):
         for d, c in zip(cgroup_dirs(settings, kid), CONTROLLERS):
             os.makedirs(d, exist_ok=True)
@@ -97,6 +138,17 @@ def _write_quiet(d: str, name: str, value) -> None:
         pass
 
 
+def release_dirs(dirs) -> None:
+    """After the kernel was reaped (or failed to start): unmount its home tmpfs
+    if it has one, and remove its directories."""
+    for d in dirs:
+        try:
+            mounts.unmount_home(d)
+        except OSError:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def cleanup(cgroups: list[str], timeout: float = 2.0) -> None:
     """Kill whatever is left in the kernel's cgroups, then remove them."""
     deadline = time.monotonic() + timeout
@@ -123,12 +175,20 @@ def cleanup(cgroups: list[str], timeout: float = 2.0) -> None:
 
 # --- child side --------------------------------------------------------------------
 
-def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid: int | None) -> None:
+def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid: int | None,
+                  root: "mounts.RootSpec | None" = None, work_dir: str = "", sock_dir: str = "") -> None:
     """In the forked child, single-threaded, before any socket or thread."""
-    if plan.layers.get("net"):
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-    for d in cgroups:                        # join them while still allowed to write there
+    for d in cgroups:                        # join them while /sys is still there and writable
         _write(d, "cgroup.procs", os.getpid())
+    flags = CLONE_NEWNET if plan.layers.get("net") else 0
+    use_mounts = bool(plan.layers.get("mounts") and root is not None)
+    if use_mounts:
+        flags |= mounts.MOUNT_FLAGS
+    if flags:
+        _check(_libc.unshare(flags), f"unshare({flags:#x})")
+    if use_mounts:
+        mounts.build_root(root, work_dir, sock_dir, uid)
+        os.environ["TMPDIR"] = "/tmp"        # /tmp is the kernel's own tmpfs now
     if uid is not None and plan.layers.get("account"):
         os.setgroups([])
         os.setresgid(uid, uid, uid)

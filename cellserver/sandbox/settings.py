@@ -5,6 +5,15 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
 
 - ``net``: a new network namespace with only a down loopback: no network
   at all (kernels talk zmq over ipc sockets, which are files);
+- ``mounts`` (as root): new mount, IPC and UTS namespaces and a root of the
+  kernel's own (``cellserver.sandbox.mounts``): read-only ``/usr``,
+  interpreter and virtualenv, a minimal ``/etc`` (no ``shadow``), a minimal
+  ``/dev``, a fresh ``/proc`` mounted ``hidepid=invisible`` (a kernel sees
+  only its own processes), size-capped tmpfs for ``/tmp`` (``tmp_mb``),
+  ``/dev/shm`` and the home (``home_mb``, the working directory whose files
+  the cell server serves; mounted by the provider at the host path for the
+  kernel's lifetime); ``pivot_root`` and the host's tree detached: no
+  ``/root``, ``/home``, project tree or other kernels' directories;
 - ``account``: as root, a per-kernel unprivileged uid/gid (``uid_base`` +
   slot), never reused while a process of it exists (its cgroup is emptied
   and removed first); no supplementary groups, so no capabilities;
@@ -15,14 +24,20 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
   cpu shares; a per-kernel group, emptied and removed when the kernel ends;
 - ``seccomp``: a deny list, last, since it forbids calls made above.
 
-Not yet: the mount namespace (private tmpfs home and /tmp, nothing of the
-host visible), the pid namespace, and user namespaces when not root.  They
-are reported as missing, so ``--require-sandbox`` refuses to start.
+Not used: the pid namespace (``pidns``, see ``PIDNS_WHY``: kernels keep
+their host pid; host processes are hidden by the ``mounts`` layer's /proc
+and cannot be signalled, other uid), and user namespaces when not root (so
+without root there are no mounts either).  Both are reported as missing, so
+``--require-sandbox`` refuses to start.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+
+PIDNS_WHY = ("not used: a kernel keeps its host pid, which the cell server's API and its tests rely on "
+             "(os.getpid() in a kernel names the process to signal; as PID 1 of its own namespace a "
+             "kernel would also ignore its own SIGKILL and killpg(1) would mean 'everyone')")
 
 ALL_LAYERS = ("ipc", "net", "mounts", "pidns", "account", "no_new_privs", "rlimits", "cgroups", "seccomp")
 
@@ -41,6 +56,9 @@ class SandboxSettings:
     slots: int = 512
     cgroup_root: str = "/sys/fs/cgroup"
     cgroup_name: str = "cellstack"
+    home_mb: int = 64          # tmpfs of the kernel's home (its working directory, the served files)
+    tmp_mb: int = 64           # tmpfs of its /tmp
+    shm_mb: int = 16           # tmpfs of its /dev/shm
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -64,6 +82,8 @@ class Capabilities:
     netns: bool = False
     cgroups: tuple[str, ...] = ()      # writable v1 controllers (or "unified")
     seccomp: bool = False
+    mounts: bool = False               # mount + ipc + uts namespaces, tmpfs, pivot_root, proc
+    mounts_error: str = ""             # why not, when tried
 
 
 @dataclass(frozen=True)
@@ -98,10 +118,13 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
     layers["seccomp"] = caps.seccomp
     if not caps.seccomp:
         why["seccomp"] = "libseccomp (pyseccomp) not available"
-    layers["mounts"] = False
-    why["mounts"] = "not built yet: private tmpfs home and /tmp, host files hidden"
+    layers["mounts"] = caps.root and caps.mounts
+    if not layers["mounts"]:
+        why["mounts"] = ("needs root (user namespaces are not used yet)" if not caps.root else
+                         f"mount namespace / pivot_root failed here: {caps.mounts_error or 'unknown'}")
     layers["pidns"] = False
-    why["pidns"] = "not built yet: kernels see host processes (they cannot signal them: other uid)"
+    why["pidns"] = PIDNS_WHY + (" (with the mounts layer: host processes are hidden by the kernel's own "
+                                "/proc, mounted hidepid=invisible)" if layers["mounts"] else "")
     return Plan(layers, why)
 
 

@@ -1,21 +1,31 @@
 """Which sandbox layers are used where (cellserver.sandbox.settings): pure."""
 from cellserver.sandbox.settings import Capabilities, SandboxSettings, SlotAllocator, plan
 
-FULL = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True)
+FULL = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True, mounts=True)
 
 
-def test_root_with_everything_still_reports_the_layers_not_built():
+def test_root_with_everything_uses_every_layer_but_the_pid_namespace():
     p = plan(SandboxSettings(), FULL)
-    assert all(p.layers[k] for k in ("ipc", "net", "account", "no_new_privs", "rlimits", "cgroups", "seccomp"))
-    assert p.missing == ["mounts", "pidns"]
-    assert "not built yet" in p.why["mounts"]
+    assert all(p.layers[k] for k in ("ipc", "net", "account", "no_new_privs", "rlimits", "cgroups", "seccomp",
+                                     "mounts"))
+    assert p.missing == ["pidns"]
+    assert "host pid" in p.why["pidns"] and "hidepid" in p.why["pidns"]
+
+
+def test_mounts_that_failed_here_say_why():
+    caps = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True,
+                        mounts=False, mounts_error="pivot_root: Invalid argument")
+    p = plan(SandboxSettings(), caps)
+    assert p.missing == ["mounts", "pidns"] and "pivot_root: Invalid argument" in p.why["mounts"]
+    assert "hidepid" not in p.why["pidns"]
 
 
 def test_not_root_degrades_with_reasons():
     p = plan(SandboxSettings(), Capabilities(root=False, netns=False, cgroups=(), seccomp=True))
     assert not p.layers["account"] and not p.layers["cgroups"] and not p.layers["net"]
     assert p.layers["seccomp"] and p.layers["rlimits"]
-    assert {"account", "cgroups", "net"} <= set(p.missing) and "root" in p.why["account"]
+    assert {"account", "cgroups", "net", "mounts"} <= set(p.missing) and "root" in p.why["account"]
+    assert "root" in p.why["mounts"]
 
 
 def test_disabled_is_reported_as_such():
@@ -28,6 +38,7 @@ def test_settings_round_trip_and_rlimits():
     assert SandboxSettings.from_json(s.to_json()) == s
     assert not SandboxSettings.from_json("").enabled
     assert dict(s.rlimits())["RLIMIT_CPU"] == 5 and dict(s.rlimits())["RLIMIT_CORE"] == 0
+    assert (SandboxSettings().home_mb, SandboxSettings().tmp_mb) == (64, 64)
 
 
 def test_accounts_are_not_reused_until_released_and_then_last():
