@@ -9,6 +9,11 @@
  * HTML and JavaScript output run in sandboxed iframes, so the page's styles and
  * the output's cannot clash.  Widgets (ipywidgets, @interact) are drawn by the
  * widget bundle (static/build/widgets.js), loaded the first time one appears.
+ * The code editor (option editor: "codemirror" (default), "codemirror-readonly",
+ * "textarea", "textarea-readonly") starts as a textarea; CodeMirror
+ * (static/build/editor.js) is loaded and swapped in with the same content and
+ * cursor, and if it cannot load the textarea stays.  Shift+Enter evaluates, Tab
+ * completes (complete_request), Shift+Tab shows help (inspect_request).
  */
 (function () {
   "use strict";
@@ -26,6 +31,7 @@
   var linked = {};          // linkKey -> shared Kernel
   var tosText = null;       // null: not fetched; "": no terms
   var widgetsLoading = null;
+  var editorLoading = null;
 
   function el(tag, attrs, children) {
     var e = document.createElement(tag);
@@ -66,6 +72,34 @@
     });
     return widgetsLoading;
   }
+
+  function loadEditor() {
+    if (window.cellstackEditor) return Promise.resolve(window.cellstackEditor);
+    if (!editorLoading) editorLoading = loadScript(ROOT + "static/build/editor.js").then(function () {
+      if (!window.cellstackEditor) throw new Error("editor.js did not define cellstackEditor");
+      return window.cellstackEditor;
+    });
+    return editorLoading;
+  }
+
+  // The kernel counts cursor positions in code points, JavaScript strings in UTF-16 units.
+  function toCodePoints(s, i) {
+    var n = 0;
+    for (var j = 0; j < i && j < s.length; j++) {
+      var c = s.charCodeAt(j);
+      if (c < 0xd800 || c > 0xdbff || j + 1 >= i) n++;
+    }
+    return n;
+  }
+  function fromCodePoints(s, cp) {
+    var i = 0;
+    for (var n = 0; n < cp && i < s.length; n++) {
+      var c = s.charCodeAt(i);
+      i += c >= 0xd800 && c <= 0xdbff && i + 1 < s.length ? 2 : 1;
+    }
+    return i;
+  }
+  function stripAnsi(text) { return String(text).replace(/\x1b\[[0-9;]*[A-Za-z]/g, ""); }
 
   function hasCookie(name) {
     return document.cookie.split(";").some(function (c) { return c.trim().indexOf(name + "=") === 0; });
@@ -140,6 +174,10 @@
           ws.onmessage = function (ev) { self.receive(JSON.parse(ev.data)); };
           ws.onclose = function (ev) { self.ended(ev.reason || ("connection closed (" + ev.code + ")"), ev.code); };
         });
+      })
+      .catch(function (err) {
+        if (!self.ws) self.starting = null;        // refused (429, 503, 403...): the next start asks again
+        throw err;
       });
     return this.starting;
   };
@@ -184,6 +222,21 @@
       parent_header: {}, metadata: {}, content: content
     }));
     return id;
+  };
+  // One shell request answered by one reply: Promise<reply content | null> (null: no
+  // reply within ms, or the kernel ended).
+  Kernel.prototype.request = function (msgType, content, replyType, ms) {
+    var self = this;
+    return new Promise(function (resolve) {
+      if (!self.ws || self.ws.readyState !== 1 || self.dead) { resolve(null); return; }
+      var id, timer = setTimeout(function () { delete self.handlers[id]; resolve(null); }, ms || 10000);
+      id = self.send(msgType, content, function (msg) {
+        if ((msg.msg_type || msg.header.msg_type) !== replyType) return;
+        clearTimeout(timer);
+        delete self.handlers[id];
+        resolve(msg.content || {});
+      });
+    });
   };
   Kernel.prototype.close = function () {
     if (this.ws && this.ws.readyState <= 1) this.ws.close(1000);
@@ -334,14 +387,20 @@
     var hide = opts.hide || [];
     var editorKind = opts.editor || "codemirror";
     var readOnly = /readonly/.test(editorKind);
+    var wantCodeMirror = /^codemirror/.test(editorKind) && hide.indexOf("editor") < 0;
     var languages = opts.languages || ["python"];
-    var cell = { opts: opts, input: input, requests: {}, current: null, kernel: null, startedAt: 0, timer: null };
+    var cell = { opts: opts, input: input, requests: {}, current: null, kernel: null, startedAt: 0, timer: null,
+                 codemirror: null };
     cells.push(cell);
 
+    // The textarea: the editor of the textarea modes, and of the codemirror modes until
+    // (or unless) CodeMirror has loaded.  getCode/setCode read the active one.
     var editor = el("textarea", { class: "sagecell-editor", spellcheck: "false", "aria-label": "Code",
                                   rows: String(Math.max(3, Math.min(20, code.split("\n").length + 1))) });
     editor.value = code;
     if (readOnly) editor.readOnly = true;
+    function getCode() { return cell.codemirror ? cell.codemirror.getValue() : editor.value; }
+    function setCode(text) { if (cell.codemirror) cell.codemirror.setValue(text); else editor.value = text; }
     var evalButton = el("button", { type: "button", class: "sagecell-evaluate", text: opts.evalButtonText || "Evaluate" });
     var stopButton = el("button", { type: "button", class: "sagecell-stop", text: "Stop", disabled: "disabled",
                                     "aria-label": "Stop the running computation" });
@@ -356,7 +415,7 @@
     var toolbar = el("div", { class: "sagecell-toolbar" }, [evalButton, stopButton,
       languages.length > 1 && hide.indexOf("language") < 0 ? lang : null,
       hide.indexOf("permalink") < 0 && hide.indexOf("share") < 0 ? shareButton : null, status]);
-    var box = el("div", { class: "sagecell" }, [hide.indexOf("editor") < 0 ? editor : null,
+    var box = el("div", { class: "sagecell", "data-editor": "textarea" }, [hide.indexOf("editor") < 0 ? editor : null,
       hide.indexOf("evalButton") < 0 ? toolbar : null, share]);
     input.appendChild(box);
     (outLoc || box).appendChild(output);
@@ -393,7 +452,7 @@
     }
 
     function evaluate() {
-      var src = editor.value;
+      var src = getCode();
       ensureTerms(cell).then(function (ok) {
         if (!ok) { setStatus("not evaluated: the terms of service were declined", "declined"); return; }
         run(src);
@@ -418,6 +477,7 @@
             }
           });
         }
+        kernel.helperOnly = false;
         var out = new Output(area, kernel);
         var id = kernel.send("execute_request", { code: src, silent: false, store_history: true,
                                                   user_expressions: {}, allow_stdin: false }, function (msg) {
@@ -431,6 +491,13 @@
               if (!opts.linked && !opts.linkKey) kernel.finishedOnce = !kernel.widgets && !kernel.pendingWidgets;
             }
           } else if (t === "execute_reply") {
+            (c.payload || []).forEach(function (p) {                  // "name?" and help(): IPython's pager
+              if (p.source === "page" && p.data && p.data["text/plain"]) {
+                var page = el("pre", { class: "sagecell-page" });
+                ansiToNodes(p.data["text/plain"], page);
+                area.appendChild(page);
+              }
+            });
             if (c.status === "aborted") finish("superseded", "finished");
             if (c.status === "error") {
               cell.errored = true;
@@ -460,7 +527,7 @@
     }
 
     function doShare() {
-      var body = new URLSearchParams({ code: editor.value, language: lang.value, interacts: "[]", n: "1" });
+      var body = new URLSearchParams({ code: getCode(), language: lang.value, interacts: "[]", n: "1" });
       share.hidden = false;
       share.textContent = "making a link...";
       fetch(ROOT + "permalink", { method: "POST", body: body, credentials: "include" })
@@ -486,26 +553,116 @@
     shareButton.addEventListener("click", doShare);
     editor.addEventListener("keydown", function (ev) {
       if (ev.key === "Enter" && ev.shiftKey) { ev.preventDefault(); evaluate(); }
-      else if (ev.key === "Tab" && !ev.shiftKey && cell.kernel && cell.kernel.ws && !cell.kernel.dead) {
+      else if (ev.key === "Tab" && !ev.shiftKey && !ev.altKey && !ev.ctrlKey && !ev.metaKey && !editor.readOnly &&
+               cell.kernel && cell.kernel.ws && !cell.kernel.dead) {
         ev.preventDefault();
-        complete(cell.kernel);
+        completeTextarea();
       }
     });
 
-    function complete(kernel) {
-      var pos = editor.selectionStart;
-      kernel.send("complete_request", { code: editor.value, cursor_pos: pos }, function (msg) {
-        if ((msg.msg_type || msg.header.msg_type) !== "complete_reply") return;
-        var c = msg.content, m = c.matches || [];
+    function completeTextarea() {
+      var src = editor.value, pos = editor.selectionStart;
+      completions(src, pos, false).then(function (r) {
+        if (!r || editor.value !== src) return;
+        var m = r.matches;
         if (m.length === 1) {
-          editor.setRangeText(m[0], c.cursor_start, c.cursor_end, "end");
+          editor.setRangeText(m[0], r.cursor_start, r.cursor_end, "end");
         } else if (m.length > 1) {
           setStatus("completions: " + m.slice(0, 12).join("  "), "finished");
         }
       });
     }
 
+    // A kernel for completion and help: the cell's live one; else (CodeMirror only) one
+    // started for it, which the next evaluation then uses.  null when there is none to
+    // be had without asking the user (terms of service not accepted yet, refused).
+    function helperKernel(mayStart) {
+      var live = opts.linked || opts.linkKey ? linked[opts.linkKey || "default"] : cell.kernel;
+      if (live && live.ws && live.ws.readyState === 1 && !live.dead && !live.finishedOnce) return Promise.resolve(live);
+      if (!mayStart) return Promise.resolve(null);
+      var terms = hasCookie(TOS_COOKIE) ? Promise.resolve("") : tosText !== null ? Promise.resolve(tosText) :
+        fetch(ROOT + "tos.html", { credentials: "include" }).then(function (r) {
+          return r.status === 200 ? r.text() : "";
+        }).catch(function () { return ""; }).then(function (t) { tosText = t; return t; });
+      return terms.then(function (text) {
+        if (text && !hasCookie(TOS_COOKIE)) return null;
+        var k = getKernel();
+        if (!k.ws) k.helperOnly = true;
+        return k.start().then(function () {
+          if (k.dead) return null;
+          if (k.helperOnly && !opts.linked && !opts.linkKey) {
+            // started for help only: given back if no evaluation uses it soon
+            clearTimeout(cell.helperTimer);
+            cell.helperTimer = setTimeout(function () {
+              if (k.helperOnly && cell.kernel === k) { cell.kernel = null; k.close(); }
+            }, 300000);
+          }
+          return k;
+        }, function () { return null; });
+      });
+    }
+
+    // complete_request: Promise<{matches, cursor_start, cursor_end, types} | null> with
+    // positions as string indices.
+    function completions(src, pos, mayStart) {
+      return helperKernel(mayStart).then(function (kernel) {
+        if (!kernel) return null;
+        return kernel.request("complete_request", { code: src, cursor_pos: toCodePoints(src, pos) }, "complete_reply", 10000);
+      }).then(function (c) {
+        if (!c || c.status === "error") return null;
+        var md = c.metadata || {};
+        return { matches: c.matches || [], cursor_start: fromCodePoints(src, c.cursor_start),
+                 cursor_end: fromCodePoints(src, c.cursor_end),
+                 types: (md._jupyter_types_experimental || []).map(function (t) { return { text: t.text, type: t.type }; }) };
+      });
+    }
+
+    // inspect_request: Promise<plain text | null>.
+    function introspect(src, pos) {
+      return helperKernel(true).then(function (kernel) {
+        if (!kernel) return "Help needs a running kernel: evaluate the cell once, then try again.";
+        return kernel.request("inspect_request", { code: src, cursor_pos: toCodePoints(src, pos), detail_level: 0 },
+                              "inspect_reply", 10000).then(function (c) {
+          if (!c) return "The kernel did not answer in time.";
+          if (c.status !== "ok" || !c.found) return null;
+          var d = c.data || {};
+          return d["text/plain"] !== undefined ? stripAnsi(d["text/plain"]) : null;
+        });
+      });
+    }
+
+    function upgradeEditor() {
+      loadEditor().then(function (E) {
+        if (cell.deleted || !editor.parentNode) return;
+        var focused = document.activeElement === editor;
+        var a = editor.selectionStart, b = editor.selectionEnd;
+        var holder = el("div", { class: "sagecell-cm" + (readOnly ? " sagecell-cm-readonly" : "") });
+        editor.parentNode.insertBefore(holder, editor);
+        try {
+          cell.codemirror = E.create(holder, {
+            doc: editor.value, readOnly: readOnly, ariaLabel: "Code",
+            onRun: evaluate,
+            complete: function (src, pos) { return completions(src, pos, true); },
+            inspect: introspect
+          });
+        } catch (e) {
+          holder.remove();
+          if (window.console) console.warn("cellstack: the code editor failed, keeping the textarea:", e);
+          return;
+        }
+        editor.remove();
+        cell.editor = holder;
+        box.setAttribute("data-editor", "codemirror");
+        if (focused) { cell.codemirror.focus(); cell.codemirror.setSelection(a, b); }
+      }, function (err) {
+        if (window.console) console.warn("cellstack: " + err.message + "; the code stays in a plain textarea");
+      });
+    }
+    if (wantCodeMirror) upgradeEditor();
+
     cell.evaluate = evaluate;
+    cell.getCode = getCode;
+    cell.setCode = setCode;
     cell.kernelOf = function () { return cell.kernel || linked[opts.linkKey || "default"]; };
     if (opts.autoeval) setTimeout(evaluate, 0);
     return cell;
@@ -514,6 +671,9 @@
   function deleteSagecell(cell) {
     var i = cells.indexOf(cell);
     if (i >= 0) cells.splice(i, 1);
+    cell.deleted = true;
+    clearTimeout(cell.helperTimer);
+    if (cell.codemirror) { cell.codemirror.destroy(); cell.codemirror = null; }
     if (cell.kernel) cell.kernel.close();
     if (cell.root) cell.root.remove();
     if (cell.output) cell.output.remove();
