@@ -55,6 +55,11 @@ class KernelSession:
         self._log_computation = log_computation
         self._on_end = on_end
         self._timer = None
+        # Executions sent to the kernel and which of their two ends arrived:
+        # the shell ``execute_reply`` and the iopub ``idle`` travel on different
+        # sockets in no set order, and a plain cell's kernel must not end (and
+        # drop the reply, with its payload and status) after only one of them.
+        self._executions: dict[str, set[str]] = {}
         self._remove_listener = kernel.add_listener(self._from_kernel)
         kernel.when_ended().addCallback(self._kernel_ended)
         self._schedule()
@@ -88,6 +93,7 @@ class KernelSession:
 
     def _carry_out(self, action) -> None:
         if isinstance(action, Send):
+            self._executions[action.message["header"]["msg_id"]] = set()
             self.lifetime.execution_started(self.reactor.seconds())
             self._send("shell", action.message)
         elif isinstance(action, Interrupt):
@@ -119,24 +125,38 @@ class KernelSession:
                 self.lifetime.comm_opened()
             elif mtype == "comm_close":
                 self.lifetime.comm_closed()
+        elif msg.channel == "shell" and mtype == "execute_reply":
+            self._execution_part(msg.parent_msg_id, "reply", now)
         verdict = self.cap.account(msg.channel, mtype, msg.parent_msg_id, msg.size)
         if verdict is Verdict.PASS:
             self._broadcast(M.kernel_frame(msg))
         elif verdict is Verdict.NOTICE:
             self._broadcast(M.truncation_notice(msg.parent_header, self.cap.limit))
-        if msg.channel == "iopub" and mtype == "status":
-            self._check()
+        if (msg.channel, mtype) in (("iopub", "status"), ("shell", "execute_reply")):
+            self._check()        # after the broadcast: the client has this message even if the kernel ends
 
     def _went_idle(self, parent_id: str | None, now: float) -> None:
         self.cap.finished(parent_id)
-        was_running = parent_id is not None and parent_id == self.scheduler.running
         actions = self.scheduler.idle(parent_id)
-        if was_running:
-            self.lifetime.execution_finished(now)
-        else:
+        if not self._execution_part(parent_id, "idle", now):
             self.lifetime.activity(now)
         for action in actions:
             self._carry_out(action)
+
+    def _execution_part(self, msg_id: str | None, part: str, now: float) -> bool:
+        """Record the reply or the idle of an execution we sent; it is finished
+        with both.  False if ``msg_id`` is no such execution."""
+        parts = self._executions.get(msg_id) if msg_id is not None else None
+        if parts is None:
+            return False
+        parts.add(part)
+        if len(parts) == 2:
+            del self._executions[msg_id]
+            if self._executions:
+                self.lifetime.activity(now)      # an earlier one still waits for its other end
+            else:
+                self.lifetime.execution_finished(now)
+        return True
 
     def _broadcast(self, data: bytes) -> None:
         for sock in list(self.sockets):
