@@ -26,8 +26,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from twisted.internet import defer, protocol
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet import abstract, defer, protocol, tcp
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.logger import Logger
 
 from edgeproxy import httphead as H
@@ -44,6 +44,49 @@ REASONS = {200: b"OK", 204: b"No Content", 301: b"Moved Permanently", 304: b"Not
            431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 501: b"Not Implemented",
            502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
            505: b"HTTP Version Not Supported"}
+
+
+_PLAIN_TCP = (tcp.Server, tcp.Client)
+
+
+def send(transport, data: bytes) -> None:
+    """``transport.write(data)``, but sent at once when nothing is queued.
+
+    Twisted's ``write`` only queues: it registers the socket for writing
+    (an ``epoll_ctl``), sends on the next reactor turn and unregisters it
+    again (another one).  For the small heads and bodies of a proxied
+    exchange that bookkeeping cost more than the ``send`` itself.  Only for
+    plain TCP transports with an empty buffer; anything not sent (a full
+    socket buffer, an error) goes through ``write`` as before, so ordering,
+    backpressure and error handling stay Twisted's.
+    """
+    if transport.__class__ in _PLAIN_TCP:
+        try:
+            idle = (not transport.TLS and transport.connected and not transport.disconnecting
+                    and not transport._writeDisconnected and not transport._tempDataBuffer
+                    and not transport.dataBuffer)
+        except AttributeError:      # another Twisted's internals: just write
+            idle = False
+        if idle:
+            try:
+                n = transport.socket.send(data)
+            except OSError:
+                n = 0
+            if n == len(data):
+                return
+            data = data[n:]
+    transport.write(data)
+
+
+def _endpoint(reactor, host: str, port: int, timeout: float):
+    """A TCP endpoint without name resolution for an IP address: ``HostnameEndpoint``
+    resolves in a thread and reports a refused connection only at its next
+    attempt tick (0.3 s later), which delays marking a dead server down."""
+    if abstract.isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    if abstract.isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return HostnameEndpoint(reactor, host, port, timeout=timeout)
 
 
 class BackendConn(protocol.Protocol):
@@ -120,15 +163,19 @@ class BackendConn(protocol.Protocol):
                     return
                 self._bad_response("101 without a websocket upgrade")
                 return
+            body = b""
             if not H.response_has_body(front.request.method, head.status):
                 self.mode = "none"
             elif head.chunked:
                 self.mode, self.tracker = "chunked", H.ChunkedTracker()
             elif head.length is not None:
                 self.mode, self.remaining = "length", head.length
+                if rest and len(rest) >= head.length:   # the whole body came with the head: one write
+                    body, rest = rest[:head.length], rest[head.length:]
+                    self.remaining = 0
             else:
                 self.mode, self.reusable = "until_close", False
-            front.response_head(head, framed=self.mode != "until_close")
+            front.response_head(head, framed=self.mode != "until_close", body=body)
             if self.mode == "none" or (self.mode == "length" and self.remaining == 0):
                 self._done()
                 if rest:
@@ -229,7 +276,7 @@ class BackendPool:
             if conn.connected:
                 return defer.succeed(conn)
         host, port = self.addresses[name]
-        ep = HostnameEndpoint(self.reactor, host, port, timeout=self.connect_timeout)
+        ep = _endpoint(self.reactor, host, port, self.connect_timeout)
         return ep.connect(_OneFactory(lambda: BackendConn(self, name)))
 
     def release(self, conn: BackendConn) -> None:
@@ -428,8 +475,8 @@ class Frontend(protocol.Protocol):
         self.status = status
         self.bytes_out = len(body)
         method = self.request.method if self.request is not None else b"GET"
-        self.transport.write(H.serialize_response(status, REASONS.get(status, b"-"), hdrs)
-                             + (b"" if method == b"HEAD" else body))
+        send(self.transport, H.serialize_response(status, REASONS.get(status, b"-"), hdrs)
+             + (b"" if method == b"HEAD" else body))
         self.state = "response"
         self._discard_body_then_next()
 
@@ -463,7 +510,7 @@ class Frontend(protocol.Protocol):
         self.backend = conn
         conn.start(self)
         req = self.request
-        conn.transport.write(H.serialize_request(req.method, req.target, request_headers))
+        send(conn.transport, H.serialize_request(req.method, req.target, request_headers))
         self.exchange_bytes_sent = 1
         self._arm(self.edge.settings.response_timeout, "backend response timeout")
         if req.chunked:
@@ -493,7 +540,7 @@ class Frontend(protocol.Protocol):
             self.remaining -= n
             done = self.remaining == 0
         if backend is not None and n:
-            backend.transport.write(data[:n])
+            send(backend.transport, data[:n] if n < len(data) else data)
         if done:
             self.tracker = None
             if self.state == "body":
@@ -514,7 +561,7 @@ class Frontend(protocol.Protocol):
     def interim_response(self, head: H.ResponseHead) -> None:
         self.transport.write(H.serialize_response(head.status, head.reason, H.forward_headers(head.headers)))
 
-    def response_head(self, head: H.ResponseHead, framed: bool) -> None:
+    def response_head(self, head: H.ResponseHead, framed: bool, body: bytes = b"") -> None:
         self._disarm()
         self.status = head.status
         headers = H.forward_headers(head.headers)
@@ -535,7 +582,8 @@ class Frontend(protocol.Protocol):
         headers.append((b"connection", b"keep-alive" if self.keep_alive else b"close"))
         if self.secure and not any(k == b"strict-transport-security" for k, _ in headers):
             headers.append((b"strict-transport-security", HSTS))
-        self.transport.write(H.serialize_response(head.status, head.reason, headers))
+        self.bytes_out += len(body)
+        send(self.transport, H.serialize_response(head.status, head.reason, headers) + body)
         if self.state == "response":
             self.transport.registerProducer(self.backend.transport, True)
         else:
@@ -546,7 +594,7 @@ class Frontend(protocol.Protocol):
 
     def response_body(self, data: bytes) -> None:
         self.bytes_out += len(data)
-        self.transport.write(data)
+        send(self.transport, data)
 
     def response_done(self, close: bool = False) -> None:
         if self.state == "closed":
