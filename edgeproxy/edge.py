@@ -29,6 +29,7 @@ class EdgeSettings:
     permalinks: tuple[tuple[str, str], ...]
     static_dir: str
     trusted_proxies: tuple = ()
+    metrics_from: tuple = ()         # networks whose TCP peers may read /metrics
     compute: P.Limits = P.Limits(2.0, 10.0, 100.0, 200.0)
     permalink: P.Limits = P.Limits(2.0, 20.0, 200.0, 400.0)
     max_conns_per_ip: int = 100
@@ -333,6 +334,10 @@ class Edge:
 
     def _local(self, front: Frontend, path: bytes) -> None:
         if path == b"/metrics":
+            if not is_trusted(front.peer_ip, self.settings.metrics_from):
+                front.error(403, "forbidden", "metrics are served to the operators' networks only "
+                                              "(--metrics-from)")
+                return
             front.respond(200, [(b"content-type", b"text/plain; version=0.0.4")],
                           generate_latest(self.metrics.registry))
             return

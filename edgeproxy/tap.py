@@ -66,6 +66,7 @@ class Options(NodeOptions):
         ["permalinks", None, "", "permalinkd servers: [name=]url,..."],
         ["static-dir", None, STATIC_DEFAULT, "Directory served at /static/ and /embedded_sagecell.js."],
         ["trusted-proxies", None, "", "Upstreams (load balancers) whose X-Forwarded-For is believed."],
+        ["metrics-from", None, "127.0.0.0/8,::1", "Networks (TCP peers) /metrics is served to; others get 403."],
         ["access-log", None, None, "One JSON line per request here ('-': stdout)."],
         ["compute-rate", None, 2.0, "Computations (POST /kernel, /service) per second per client IP.",
          positive_float("compute-rate")],
@@ -116,6 +117,7 @@ class Options(NodeOptions):
             cells = parse_cells(self["cells"])
             perms = parse_permalinks(self["permalinks"])
             trusted = parse_networks(self["trusted-proxies"].split(","))
+            metrics_from = parse_networks(self["metrics-from"].split(","))
         except ValueError as e:
             raise usage.UsageError(str(e))
         if not cells:
@@ -124,6 +126,7 @@ class Options(NodeOptions):
             os.makedirs(self["static-dir"], exist_ok=True)
         self.settings = EdgeSettings(
             cells=cells, permalinks=perms, static_dir=self["static-dir"], trusted_proxies=trusted,
+            metrics_from=metrics_from,
             compute=P.Limits(self["compute-rate"], self["compute-burst"], self["compute-global-rate"],
                              self["compute-global-burst"]),
             permalink=P.Limits(self["permalink-rate"], self["permalink-burst"], self["permalink-global-rate"],

@@ -60,7 +60,8 @@ def cluster(module_children, tmp_path_factory):
         "--http-listen", f"tcp:{http_port}:interface=127.0.0.1",
         "--cells", f"e2e1=http://127.0.0.1:{p1},e2e2=http://127.0.0.1:{p2},plain=http://127.0.0.1:{plain}",
         "--static-dir", str(static), "--check-interval", "0.2", "--check-timeout", "0.3",
-        "--compute-rate", "0.05", "--compute-burst", "3", "--access-log", str(tmp / "access.jsonl")])
+        "--compute-rate", "0.05", "--compute-burst", "3", "--access-log", str(tmp / "access.jsonl"),
+        "--metrics-from", "127.0.0.1/32"])
     ctx = ssl.create_default_context(cafile=str(c / "ca.pem"))
     info = {"https": https, "http": http_port, "ctx": ctx, "edge": edge, "c1": c1, "c2": c2, "tmp": tmp,
             "ca": str(c / "ca.pem"), "certs": c}
@@ -136,6 +137,17 @@ def test_static_from_the_edge_with_etag_and_gzip(cluster):
     r = conn.getresponse()
     r.read()
     assert r.status == 304
+
+
+def test_metrics_only_for_the_configured_networks(cluster):
+    conn = https_conn(cluster)
+    conn.request("GET", "/metrics")
+    r = conn.getresponse()
+    assert r.status == 200 and b"edge_requests_total" in r.read()
+    other = https_conn(cluster, source="127.0.0.9")
+    other.request("GET", "/metrics")
+    r = other.getresponse()
+    assert r.status == 403 and json.loads(r.read())["error"] == "forbidden"
 
 
 def test_service_through_the_edge_and_access_log(cluster):
