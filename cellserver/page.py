@@ -39,6 +39,25 @@ def encode_z(code: str) -> str:
     return base64.urlsafe_b64encode(zlib.compress(code.encode("utf-8"))).decode("ascii").rstrip("=")
 
 
+def interacts_arg(value: str | None) -> str | None:
+    """The ``interacts`` parameter: JSON text, or (as in the permalink service's
+    answer and SageMathCell's long links) that text z-encoded.  None if absent
+    or not readable: the cell then starts with its controls' defaults."""
+    if not value:
+        return None
+    text = value
+    if not value.lstrip().startswith(("[", "{")):
+        try:
+            text = decode_z(value)
+        except ValueError:
+            return None
+    try:
+        json.loads(text)
+    except ValueError:
+        return None
+    return text
+
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -63,15 +82,15 @@ PAGE = """<!doctype html>
 <footer>Type Python and press Evaluate (or Shift+Enter). Share makes a link to this cell.</footer>
 <script>
  var preload = {preload};
- function start(code) {{
+ function start(code, interacts) {{
    sagecell.makeSagecell({{ inputLocation: "#cell", code: code, autoeval: preload.autoeval,
-     languages: ["python"], defaultLanguage: preload.lang || "python" }});
+     interacts: interacts || preload.interacts, languages: ["python"], defaultLanguage: preload.lang || "python" }});
  }}
  if (preload.q && preload.code === null) {{
    fetch("permalink?q=" + encodeURIComponent(preload.q)).then(function (r) {{
      if (!r.ok) throw new Error(r.status === 404 ? "no cell is stored under this link" : "the link service answered " + r.status);
      return r.json();
-   }}).then(function (c) {{ start(c[0]); }}).catch(function (e) {{
+   }}).then(function (c) {{ start(c[0], c[2]); }}).catch(function (e) {{
      document.querySelector("main").insertAdjacentHTML("afterbegin", '<div class="notice error" role="alert"></div>');
      document.querySelector(".notice").textContent = "This link does not work: " + e.message;
      start("");
@@ -109,7 +128,7 @@ class PageResource(resource.Resource):
             v = request.args.get(name.encode())
             return v[-1].decode("utf-8", "replace") if v else None
 
-        preload = {"code": None, "lang": arg("lang") or "python", "interacts": arg("interacts"),
+        preload = {"code": None, "lang": arg("lang") or "python", "interacts": interacts_arg(arg("interacts")),
                    "autoeval": (arg("autoeval") or "").lower() in ("1", "true", "yes"), "q": arg("q")}
         if arg("z") is not None:
             try:
@@ -133,7 +152,10 @@ class PageResource(resource.Resource):
             resp = await treq.get(self.permalink_url + "permalink?q=" + quote(preload["q"]), timeout=5)
             body = await resp.content()
             if resp.code == 200:
-                preload["code"] = json.loads(body)[0]
+                found = json.loads(body)
+                preload["code"] = found[0]
+                if len(found) > 2 and found[2]:
+                    preload["interacts"] = found[2]
             elif resp.code in (400, 404):
                 status, notice, preload["code"] = 404, "No cell is stored under this link.", ""
         except Exception:  # the page can still try itself

@@ -239,6 +239,7 @@
     });
   };
   Kernel.prototype.close = function () {
+    this.closedByUs = true;
     if (this.ws && this.ws.readyState <= 1) this.ws.close(1000);
     if (this.id) fetch(ROOT + "kernel/" + this.id, { method: "DELETE", credentials: "include" }).catch(function () {});
   };
@@ -375,6 +376,19 @@
     return input.textContent.trim() ? input.textContent.replace(/^\n/, "") : "";
   }
 
+  // A permalink's interacts (JSON text or a list) as JSON text, or null when there is
+  // nothing to restore.
+  function interactsText(v) {
+    if (v === undefined || v === null || v === "") return null;
+    try {
+      var list = typeof v === "string" ? JSON.parse(v) : v;
+      return Array.isArray(list) && list.length ? JSON.stringify(list) : null;
+    } catch (e) { return null; }
+  }
+  var INTERACTS_MOD = "__import__('cellserver.interacts', fromlist=['snapshot']).";
+  var SNAPSHOT_EXPR = "__import__('IPython.display', fromlist=['JSON']).JSON(__import__('json').loads(" +
+    INTERACTS_MOD + "snapshot()))";
+
   function makeSagecell(opts) {
     opts = opts || {};
     var input = typeof opts.inputLocation === "string" ? document.querySelector(opts.inputLocation) : opts.inputLocation;
@@ -392,6 +406,8 @@
     var cell = { opts: opts, input: input, requests: {}, current: null, kernel: null, startedAt: 0, timer: null,
                  codemirror: null };
     cells.push(cell);
+    // (issue 7) control values from a permalink: handed to the kernel before the first run
+    cell.restoreInteracts = interactsText(opts.interacts);
 
     // The textarea: the editor of the textarea modes, and of the codemirror modes until
     // (or unless) CodeMirror has loaded.  getCode/setCode read the active one.
@@ -440,7 +456,10 @@
         if (!k || k.dead) { k = linked[key] = new Kernel({ timeout: 600 }); }
         return k;
       }
-      if (!cell.kernel || cell.kernel.dead || cell.kernel.finishedOnce) cell.kernel = new Kernel({ timeout: 0 });
+      // A plain cell's kernel ends after its first execution; restoring interacts takes an
+      // execution of its own before the code, so that kernel waits (its interacts then keep it).
+      if (!cell.kernel || cell.kernel.dead || cell.kernel.finishedOnce)
+        cell.kernel = new Kernel({ timeout: cell.restoreInteracts ? 60 : 0 });
       return cell.kernel;
     }
 
@@ -466,12 +485,23 @@
       output.appendChild(area);
       cell.current = null;     // output of earlier requests is dropped from here on
       setStatus(kernel.ws ? "queued" : "starting", "queued");
+      var restore = cell.restoreInteracts;
       kernel.start().then(function () {
         if (kernel.dead) throw new Error(kernel.dead.reason);
+        if (!restore) return;
+        cell.restoreInteracts = null;                                 // the first run only
+        // (issue 7) the next interacts made start with the permalink's control values
+        return kernel.request("execute_request", { code: INTERACTS_MOD + "restore(" + JSON.stringify(restore) + ")",
+          silent: true, store_history: false, user_expressions: {}, allow_stdin: false }, "execute_reply", 15000)
+          .then(function (c) {
+            if (kernel.dead) throw new Error(kernel.dead.reason);
+            if (c && c.status !== "ok" && window.console) console.warn("cellstack: could not restore the interacts:", c.evalue);
+          });
+      }).then(function () {
         if (!kernel.deadHooked) {
           kernel.deadHooked = true;
           kernel.onDead.push(function (reason, code) {
-            if (/^finished/.test(reason || "")) return;               // timeout=0: ended as planned
+            if (/^finished/.test(reason || "") || kernel.closedByUs) return;   // ended as planned
             if (cell.kernel === kernel || opts.linked || opts.linkKey) {
               finish("kernel dead: " + reason, "dead");
             }
@@ -488,7 +518,10 @@
             else if (c.execution_state === "idle") {
               var how = cell.interrupted ? ["interrupted", "interrupted"] : cell.errored ? ["finished with an error", "error"] : ["finished", "finished"];
               finish(how[0], how[1]);
-              if (!opts.linked && !opts.linkKey) kernel.finishedOnce = !kernel.widgets && !kernel.pendingWidgets;
+              if (!opts.linked && !opts.linkKey) {
+                kernel.finishedOnce = !kernel.widgets && !kernel.pendingWidgets;
+                if (kernel.finishedOnce && kernel.timeout > 0) kernel.close();   // kept only for a restore
+              }
             }
           } else if (t === "execute_reply") {
             (c.payload || []).forEach(function (p) {                  // "name?" and help(): IPython's pager
@@ -526,15 +559,34 @@
       if (k && k.ws && !k.dead) { k.send("interrupt_request", {}, null, "control"); cell.interrupted = true; }
     }
 
+    // (issue 7) the control values of the cell's live interacts, as JSON text ("[]": none).
+    // Only from an idle kernel: an execution sent while one runs would interrupt it.
+    function interactsSnapshot() {
+      var k = cell.kernelOf();
+      if (!k || !k.ws || k.dead || !(k.widgets || k.pendingWidgets) || cell.startedAt) return Promise.resolve("[]");
+      return k.request("execute_request", { code: "", silent: true, store_history: false,
+        user_expressions: { s: SNAPSHOT_EXPR }, allow_stdin: false }, "execute_reply", 5000).then(function (c) {
+        var r = c && c.user_expressions && c.user_expressions.s;
+        var list = r && r.status === "ok" && r.data && r.data["application/json"];
+        return Array.isArray(list) ? JSON.stringify(list) : "[]";
+      });
+    }
+
     function doShare() {
-      var body = new URLSearchParams({ code: getCode(), language: lang.value, interacts: "[]", n: "1" });
       share.hidden = false;
       share.textContent = "making a link...";
-      fetch(ROOT + "permalink", { method: "POST", body: body, credentials: "include" })
-        .then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error(j.message || r.status); return j; }); })
+      var code = getCode(), language = lang.value;
+      interactsSnapshot().then(function (interacts) {
+        var body = new URLSearchParams({ code: code, language: language, interacts: interacts, n: "1" });
+        return fetch(ROOT + "permalink", { method: "POST", body: body, credentials: "include" })
+          .then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error(j.message || r.status); return j; }); })
+          .then(function (j) { j.hasInteracts = interacts !== "[]"; return j; });
+      })
         .then(function (j) {
           share.textContent = "";
-          [["Short link", ROOT + "?q=" + j.query], ["Long link", ROOT + "?z=" + j.zip + "&lang=" + lang.value]]
+          var long = ROOT + "?z=" + j.zip + "&lang=" + encodeURIComponent(language) +
+            (j.hasInteracts && j.interacts ? "&interacts=" + String(j.interacts).replace(/=+$/, "") : "");
+          [["Short link", ROOT + "?q=" + j.query], ["Long link", long]]
             .forEach(function (pair) {
               var a = el("a", { href: pair[1], class: "sagecell-link", target: "_blank", rel: "noopener", text: pair[1] });
               var copy = el("button", { type: "button", class: "sagecell-copy", text: "Copy",
