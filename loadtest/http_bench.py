@@ -9,7 +9,8 @@ the answers split into 2xx, 429 (rate limited, by design) and errors
 (anything else, or a failed connection).  The status split comes from the
 edge's own ``/metrics`` (``edge_requests_total`` by route and status), read
 before and after each run, because ab counts only "non-2xx" and httperf only
-"4xx".
+"4xx".  Pointed at a cell server instead (``--url http://127.0.0.1:8101/``),
+it measures ``/service`` there, split by ``cellserver_http_requests_total``.
 
 The edge's rate limits apply: from one address, ``/service`` and permalink
 runs are mostly 429 with the default limits.  That is the point of the 429
@@ -49,6 +50,7 @@ class Target:
     path: str
     body: str | None = None    # form body: POST when set
     share: float = 1.0         # fraction of --requests (computations are expensive)
+    cell_endpoint: str | None = None   # the cell server's endpoint label, where it serves this
 
 
 def targets(permalink_id: str) -> dict[str, Target]:
@@ -56,7 +58,8 @@ def targets(permalink_id: str) -> dict[str, Target]:
     return {t.name: t for t in (
         Target("page", "new", "/"),
         Target("static", "static", "/static/cell.css"),
-        Target("service", "new", "/service", form({"code": "print(1+1)", "accepted_tos": "true"}), share=0.05),
+        Target("service", "new", "/service", form({"code": "print(1+1)", "accepted_tos": "true"}), share=0.05,
+               cell_endpoint="service"),
         Target("permalink-get", "permalink", f"/permalink?q={permalink_id}"),
         Target("permalink-post", "permalink", "/permalink",
                form({"code": "print('http_bench')", "language": "python", "n": "1"}), share=0.25),
@@ -132,11 +135,13 @@ def parse_httperf(text: str) -> dict:
     }
 
 
-_METRIC = re.compile(r'^edge_requests_total\{route="([^"]*)",status="(\d+)"\} ([\d.e+]+)$', re.M)
+_METRIC = re.compile(r'^(?:edge_requests_total\{route|cellserver_http_requests_total\{endpoint)'
+                     r'="([^"]*)",status="(\d+)"\} ([\d.e+]+)$', re.M)
 
 
 def request_counts(metrics_text: str) -> dict[tuple[str, str], float]:
-    """``edge_requests_total`` samples -> {(route, status): count}."""
+    """``edge_requests_total`` (or a cell server's ``cellserver_http_requests_total``)
+    samples -> {(route or endpoint, status): count}."""
     return {(r, s): float(v) for r, s, v in _METRIC.findall(metrics_text)}
 
 
@@ -165,6 +170,7 @@ class Bench:
         self.host, self.port = u.hostname, u.port or (443 if self.https else 80)
         self.ctx = ssl.create_default_context(cafile=cafile) if self.https else None
         self.timeout = timeout
+        self.cell_server = "cellserver_" in self.fetch("/metrics").decode()
 
     def fetch(self, path: str, data: bytes | None = None) -> bytes:
         req = urllib.request.Request(self.url + path, data=data)
@@ -215,7 +221,8 @@ class Bench:
         before = self.metrics()
         figures, sent = self.ab(t, n, c) if tool == "ab" else self.httperf(t, n, rate)
         time.sleep(0.2)                  # the edge counts a request when its exchange finishes
-        ok, limited, errors, statuses = status_split(before, self.metrics(), t.route, sent)
+        route = t.cell_endpoint if self.cell_server else t.route
+        ok, limited, errors, statuses = status_split(before, self.metrics(), route, sent)
         return Result(t.name, tool, sent, figures["seconds"], figures["rps"], figures["p50_ms"],
                       figures["p90_ms"], figures["p99_ms"], figures["mean_ms"], ok, limited, errors,
                       figures["failed"], statuses)
@@ -251,11 +258,16 @@ def main(argv=None) -> int:
     cafile = args.cafile or next((p for p in [os.path.join(root, "var", "certs", "ca.pem")] if os.path.exists(p)),
                                  None)
     bench = Bench(args.url, cafile, args.timeout)
-    all_targets = targets(bench.make_permalink())
     chosen = [x.strip() for x in args.targets.split(",") if x.strip()]
+    if bench.cell_server:
+        all_targets = {n: t for n, t in targets("-").items() if t.cell_endpoint}
+        if args.targets == ap.get_default("targets"):
+            chosen = list(all_targets)
+    else:
+        all_targets = targets(bench.make_permalink())
     unknown = [x for x in chosen if x not in all_targets]
     if unknown:
-        ap.error(f"unknown targets {unknown}; known: {', '.join(all_targets)}")
+        ap.error(f"unknown targets {unknown} for this server; it has: {', '.join(all_targets)}")
     tools = [x.strip() for x in args.tools.split(",") if x.strip()]
     results = []
     for name in chosen:

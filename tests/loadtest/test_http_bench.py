@@ -38,3 +38,9 @@ def test_status_split_from_edge_metrics():
     ok, limited, errors, by_status = status_split(before, after, "permalink", sent=15)
     # 7 ok, 5 limited, 1 bad gateway, and 2 the edge never counted (the client gave up)
     assert (ok, limited, errors, by_status) == (7, 5, 3, {"200": 7, "429": 5, "502": 1})
+
+
+def test_cell_server_metrics_are_read_by_endpoint():
+    got = request_counts('cellserver_http_requests_total{endpoint="service",status="200"} 4.0\n'
+                         'cellserver_http_requests_total{endpoint="kernel",status="429"} 1.0\n')
+    assert got == {("service", "200"): 4.0, ("kernel", "429"): 1.0}
