@@ -38,6 +38,7 @@ from cellserver.provider import layout
 from cellserver.provider import protocol as P
 from cellserver.provider.plan import kernels_to_start, restart_delay
 from cellserver.provider_settings import ProviderSettings
+from cellserver.sandbox.apply import cleanup as sandbox_cleanup, cgroup_dirs
 from cellserver.sandbox.mounts import unmount_home, unmount_under
 
 QUICK_DEATH = 10.0      # a provider that dies sooner than this after start counts as failing
@@ -398,6 +399,8 @@ class KernelPoolService(service.Service):
                 except OSError:
                     pass
                 shutil.rmtree(d, ignore_errors=True)
+            if self.settings.sandbox.enabled:     # and its cgroups (processes left in them killed)
+                sandbox_cleanup(cgroup_dirs(self.settings.sandbox, kernel.id))
         kernel.ended(reason)
 
     # -- waiters ----------------------------------------------------------------------------

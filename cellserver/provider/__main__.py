@@ -56,6 +56,8 @@ class Provider:
         self.quitting = False
         self.pid = os.getpid()
         self._root_spec = None          # the kernels' root file system (mounts layer), made once
+        if self.plan.layers.get("seccomp"):
+            sandbox.seccomp_program()   # compiled once here, in the template; children only load it
 
     def root_spec(self, sock_dir: str):
         """What every kernel's root holds; its tmpfs goes on ``<sock root>/.root``
@@ -101,7 +103,7 @@ class Provider:
             slot, uid, cgroups, root = None, None, [], None
             if self.sandbox.enabled:
                 if self.plan.layers.get("account"):
-                    slot = self.slots.take()
+                    slot = self.slots.take(busy=sandbox.busy_slots(self.sandbox))
                     uid = self.sandbox.uid_base + slot
                 root = self.root_spec(cmd.sock_dir)
                 cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir],

@@ -170,14 +170,15 @@ def unmount_home(work_dir: str) -> None:
 
 
 def mounts_under(path: str) -> list[str]:
-    """Mount points at or below ``path`` in this process's namespace, deepest first."""
+    """Mount points below ``path`` (not ``path`` itself) in this process's
+    namespace, deepest first."""
     path = path.rstrip("/")
     found = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 mp = line.split()[4].encode().decode("unicode_escape")
-                if mp == path or mp.startswith(path + "/"):
+                if mp.startswith(path + "/"):
                     found.append(mp)
     except OSError:
         return []

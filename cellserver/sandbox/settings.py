@@ -59,6 +59,7 @@ class SandboxSettings:
     home_mb: int = 64          # tmpfs of the kernel's home (its working directory, the served files)
     tmp_mb: int = 64           # tmpfs of its /tmp
     shm_mb: int = 16           # tmpfs of its /dev/shm
+    mounts: bool = True        # False: leave the mounts layer out (to measure what it costs)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -118,9 +119,10 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
     layers["seccomp"] = caps.seccomp
     if not caps.seccomp:
         why["seccomp"] = "libseccomp (pyseccomp) not available"
-    layers["mounts"] = caps.root and caps.mounts
+    layers["mounts"] = settings.mounts and caps.root and caps.mounts
     if not layers["mounts"]:
-        why["mounts"] = ("needs root (user namespaces are not used yet)" if not caps.root else
+        why["mounts"] = ("turned off in the settings" if not settings.mounts else
+                         "needs root (user namespaces are not used yet)" if not caps.root else
                          f"mount namespace / pivot_root failed here: {caps.mounts_error or 'unknown'}")
     layers["pidns"] = False
     why["pidns"] = PIDNS_WHY + (" (with the mounts layer: host processes are hidden by the kernel's own "
@@ -135,12 +137,15 @@ class SlotAllocator:
         self.free = list(range(slots - 1, -1, -1))
         self.used: set[int] = set()
 
-    def take(self) -> int:
-        if not self.free:
-            raise RuntimeError("no free sandbox account")
-        slot = self.free.pop()
-        self.used.add(slot)
-        return slot
+    def take(self, busy=frozenset()) -> int:
+        """The longest-free slot not in ``busy`` (slots whose account still has a
+        process: another cell server's kernel on this host, or an orphan)."""
+        for i in range(len(self.free) - 1, -1, -1):
+            if self.free[i] not in busy:
+                slot = self.free.pop(i)
+                self.used.add(slot)
+                return slot
+        raise RuntimeError("no free sandbox account")
 
     def release(self, slot: int) -> None:
         if slot in self.used:

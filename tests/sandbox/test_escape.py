@@ -98,6 +98,10 @@ def test_host_files_are_not_there_at_all(server):
                     "m = sm.SharedMemory(create=True, size=4096); m.close(); m.unlink()\n"
                     "print(os.path.isfile(sys.executable), len(os.urandom(8)), open('/dev/zero', 'rb').read(2))")
     assert r["stdout"].split() == ["True", "8", "b'\\x00\\x00'"], r
+    # its own UTS and IPC namespaces: a neutral host name, no System V segments of the host
+    r = run(server, "import os, socket\nprint(socket.gethostname(), open('/proc/sysvipc/shm').read().count('\\n'),"
+                    " os.listdir('/dev/shm'))")
+    assert r["stdout"].split() == ["cell", "1", "[]"], r
 
 
 def test_everything_but_home_and_tmp_is_read_only(server):
@@ -248,3 +252,38 @@ def test_nothing_of_a_hostile_kernel_remains(server):
               if d.startswith("sbx-")]
     running = json.loads(urllib.request.urlopen(server["base"] + "healthz").read())
     assert len(groups) <= 3 * (running["ready"] + running["starting"] + running["running"])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def test_kernels_die_with_a_killed_provider(server):
+    """Last: it makes the pool restart its provider.  The kernels' parent-death
+    signal must survive their switch to their own account."""
+    import signal
+
+    wait_until(lambda: len(glob.glob(server["runtime"] + "/work/*")) >= 2, 20, "ready kernels")
+    providers = [p for p in _children(server["child"].pid)
+                 if b"cellserver.provider" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert len(providers) == 1
+    kernels = _children(providers[0])
+    assert kernels and all(os.stat(f"/proc/{k}").st_uid >= 61000 for k in kernels)
+    os.kill(providers[0], signal.SIGKILL)
+
+    def gone(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+    wait_until(lambda: all(gone(k) for k in kernels), 10, "the killed provider's kernels to die with it")
+    wait_until(lambda: run(server, "print(1)")["stdout"] == "1\n", 30, "a restarted provider's kernel")

@@ -54,3 +54,16 @@ def test_accounts_are_not_reused_until_released_and_then_last():
         assert "no free sandbox account" in str(e)
     else:
         raise AssertionError("a full pool must refuse")
+
+
+def test_accounts_with_live_processes_are_skipped():
+    a = SlotAllocator(4)
+    assert a.take(busy={0, 1}) == 2            # e.g. another cell server's kernels on this host
+    assert a.take(busy={0}) == 1
+    assert a.take() == 0
+    try:
+        a.take(busy={3})
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("only busy slots left: refuse")
