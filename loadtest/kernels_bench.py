@@ -13,6 +13,15 @@ Prints one table (not a test).  Measures, on this machine:
 * PSS per idle ready kernel (``/proc/<pid>/smaps_rollup``).
 
     python -m loadtest.kernels_bench [--kernels 200] [--workers 4] [--samples 100]
+                                     [--sandbox | --no-sandbox]
+
+As root the pool's kernels run sandboxed (``cellserver.sandbox``) and, by
+default, the whole pool side is measured three times in the same run:
+without the sandbox, with it but without its ``mounts`` layer, and with
+every layer; the cost of the sandbox is printed (issue 3: at most 20% of
+throughput).  ``--sandbox`` / ``--no-sandbox`` measure only one of them;
+``--rounds 2`` repeats the modes in reverse order (a shared machine's load
+drifts) and pools the figures.
 """
 from __future__ import annotations
 
@@ -71,7 +80,7 @@ def pss_kb(pid: int) -> int | None:
     return None
 
 
-async def ours(reactor, args) -> dict:
+async def ours(reactor, args, sandbox=None) -> dict:
     from jupyter_client.session import Session
     from twisted.internet import defer, task
 
@@ -79,12 +88,21 @@ async def ours(reactor, args) -> dict:
     from cellserver.provider_settings import ProviderSettings
 
     client = Session(key=b"unused")
+    from cellserver.sandbox.settings import SandboxSettings
     runtime = tempfile.mkdtemp(prefix="csb-", dir="/tmp")
+    os.chmod(runtime, 0o711)            # sandboxed kernels (other accounts) traverse it
     settings = ProviderSettings(ready_kernels=args.ready, max_kernels=max(32, args.ready + args.workers),
-                                runtime_dir=runtime, take_wait=30)
+                                runtime_dir=runtime, take_wait=30,
+                                sandbox=sandbox or SandboxSettings(enabled=False))
     pool = KernelPoolService(reactor, settings, "bench")
     pool.startService()
     out: dict = {}
+    if settings.sandbox.enabled:
+        from cellserver.sandbox.apply import detect
+        from cellserver.sandbox.settings import plan
+        p = plan(settings.sandbox, detect(settings.sandbox))
+        out["layers"] = [k for k, v in p.layers.items() if v]
+        out["missing"] = p.missing
 
     async def until(pred, timeout=60):
         for _ in range(int(timeout / 0.01)):
@@ -168,16 +186,26 @@ def main(argv=None) -> int:
     ap.add_argument("--ready", type=int, default=8, help="ready_kernels of the pool")
     ap.add_argument("--samples", type=int, default=100, help="round trips per latency figure")
     ap.add_argument("--cold", type=int, default=5, help="cold KernelManager starts to time")
+    ap.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=None,
+                    help="kernels sandboxed (needs root) or not; default as root: off, no mounts, all layers")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the modes, every other round reversed")
     args = ap.parse_args(argv)
+    from cellserver.sandbox.settings import SandboxSettings
+    off, all_layers = ("no sandbox", None), ("sandbox", SandboxSettings())
+    if args.sandbox is None:
+        modes = [off, ("sandbox without mounts", SandboxSettings(mounts=False)), all_layers] \
+            if os.geteuid() == 0 else [off]
+    else:
+        modes = [all_layers if args.sandbox else off]
 
     jc_rt, jc_start = jupyter_client_figures(args.samples, args.cold)
     from twisted.internet import defer, task
 
-    async def run(reactor):
-        r = await ours(reactor, args)
+    def table(r: dict, label: str) -> None:
         ratio = statistics.median(r["open_rt"]) / statistics.median(jc_rt)
+        mode = f"{label} (layers {r['layers']}; missing {r['missing']})" if "layers" in r else label
         print(f"kernel side benchmark: {os.cpu_count()} CPUs, {args.kernels} fresh kernels, "
-              f"{args.workers} workers, ready_kernels={args.ready}")
+              f"{args.workers} workers, ready_kernels={args.ready}, {mode}")
         print(f"{'figure':<46} {'n':>6} {'median':>9} {'p99':>9} {'unit':>5}  target")
         print(fmt("provider fork()", r["fork_times"]))
         print(fmt("start command -> kernel ready, one at a time", r["single_ready"]))
@@ -187,10 +215,42 @@ def main(argv=None) -> int:
         print(fmt("1+1 round trip, open kernel (ours)", r["open_rt"]))
         print(fmt("1+1 round trip, open kernel (jupyter_client)", jc_rt))
         print(f"{'round trip ratio ours / jupyter_client':<46} {'':>6} {ratio:>9.2f}")
+        rates = " ".join(f"{x:.1f}" for x in r["rates"])
         print(f"{'sustained fresh kernels (take->1+1->shutdown)':<46} {'':>6} {r['rate']:>9.1f} "
-              f"{'':>9} {'/s':>5}  >= 40/s")
+              f"{'':>9} {'/s':>5}  >= 40/s  (rounds: {rates})")
         print(fmt("PSS per idle ready kernel", r["pss"], unit="MB", target="<= 15 MB"))
         print(f"{'PSS of the template (provider)':<46} {'':>6} {r['pss_template']:>9.1f} {'':>9} {'MB':>5}")
+        print()
+
+    async def run(reactor):
+        results: dict[str, dict] = {}
+        for rnd in range(args.rounds):
+            for label, sb in (modes if rnd % 2 == 0 else modes[::-1]):
+                r = await ours(reactor, args, sb)
+                if label in results:           # pool the rounds
+                    acc = results[label]
+                    for key, value in r.items():
+                        if isinstance(value, list) and key not in ("layers", "missing"):
+                            acc[key] = acc[key] + value
+                    acc["rates"].append(r["rate"])
+                else:
+                    r["rates"] = [r["rate"]]
+                    results[label] = r
+        for r in results.values():
+            r["rate"] = statistics.mean(r["rates"])
+        for label, r in results.items():
+            table(r, label)
+        base = results.get(off[0])
+        for label, r in results.items():
+            if base is None or r is base:
+                continue
+            cost = 1 - r["rate"] / base["rate"]
+            print(f"{label + ' cost, fresh kernels/s':<46} {base['rate']:>9.1f} -> {r['rate']:.1f} /s: "
+                  f"{cost * 100:.1f}% of throughput lost (target <= 20%)")
+            for key, name in (("single_ready", "start -> ready, one at a time"),
+                              ("ready_times", "start -> ready, rate test")):
+                a, b = statistics.median(base[key]), statistics.median(r[key])
+                print(f"{label + ' cost, ' + name:<46} {a:>9.2f} -> {b:.2f} ms median ({b - a:+.2f} ms)")
 
     task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))
     return 0
