@@ -235,6 +235,10 @@ def _build(spec: RootSpec, work_dir: str, sock_dir: str, uid: int | None) -> Non
     mount(None, "/", None, MS_REC | MS_PRIVATE)        # nothing we do here reaches the host
     r = spec.mountpoint.rstrip("/")
     mount("cellstack-root", r, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
+    # /tmp first: what is bound below it (the IPython directory, home, sockets) goes on top
+    _mkdirs(r + "/tmp")
+    mount("cellstack-tmp", r + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={spec.tmp_mb}m,nr_inodes=16384,mode=1777")
     for path in spec.ro_dirs:
         _bind(path, r + path, readonly=True, extra=MS_NODEV)
     for path, target in spec.links:
@@ -270,10 +274,7 @@ def _build(spec: RootSpec, work_dir: str, sock_dir: str, uid: int | None) -> Non
         mount("proc", r + "/proc", "proc", flags, "hidepid=invisible")
     except OSError:
         mount("proc", r + "/proc", "proc", flags, "hidepid=2")   # kernels before 5.8
-    # /tmp, then home and sockets at their host paths (usually below /tmp)
-    _mkdirs(r + "/tmp")
-    mount("cellstack-tmp", r + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={spec.tmp_mb}m,nr_inodes=16384,mode=1777")
+    # home and sockets at their host paths (usually below /tmp)
     _bind(work_dir, r + work_dir, readonly=False, extra=MS_NODEV)
     _bind(sock_dir, r + sock_dir, readonly=False, extra=MS_NODEV | MS_NOEXEC)
     # into it; the host's tree goes away

@@ -98,6 +98,10 @@ def test_host_files_are_not_there_at_all(server):
                     "m = sm.SharedMemory(create=True, size=4096); m.close(); m.unlink()\n"
                     "print(os.path.isfile(sys.executable), len(os.urandom(8)), open('/dev/zero', 'rb').read(2))")
     assert r["stdout"].split() == ["True", "8", "b'\\x00\\x00'"], r
+    # the template's IPython directory, read-only
+    r = run(server, "import os\nd = get_ipython().profile_dir.location\n"
+                    "print(d.startswith(os.environ['IPYTHONDIR']), os.path.isdir(d), os.access(d, os.W_OK))")
+    assert r["stdout"].split() == ["True", "True", "False"], r
     # its own UTS and IPC namespaces: a neutral host name, no System V segments of the host
     r = run(server, "import os, socket\nprint(socket.gethostname(), open('/proc/sysvipc/shm').read().count('\\n'),"
                     " os.listdir('/dev/shm'))")
