@@ -277,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sandbox", default="", help="SandboxSettings as JSON (empty: no sandbox)")
     args = ap.parse_args(argv)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # The cell server died (even by SIGKILL): SIGTERM ends the loop like EOF on
+    # fd 0 does, so kernels are killed and their home tmpfs, directories and
+    # cgroups removed; kernels themselves die with us (their own PDEATHSIG).
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     # Keep the protocol away from fds 0/1: imported libraries may print.
     proto_in, proto_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)

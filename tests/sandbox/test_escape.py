@@ -291,3 +291,23 @@ def test_kernels_die_with_a_killed_provider(server):
             return True
     wait_until(lambda: all(gone(k) for k in kernels), 10, "the killed provider's kernels to die with it")
     wait_until(lambda: run(server, "print(1)")["stdout"] == "1\n", 30, "a restarted provider's kernel")
+
+
+def test_a_killed_cell_server_leaves_no_kernel_mount_or_cgroup(module_children):
+    """kill -9 of the cell server: its provider gets SIGTERM (parent-death
+    signal) and cleans up like on a normal stop."""
+    import signal
+
+    port = free_port()
+    runtime = kernel_runtime_dir("sbk")
+    child = module_children.twistd("sandboxed-killed", "cellserver", [
+        "--node", "sbk", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", runtime,
+        "--ready-kernels", "2", "--max-kernels", "4", "--preload", ""])
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "sandboxed cell server", child=child)
+    wait_until(lambda: host_mounts().count(f" {runtime}/work/") >= 2, 20, "two ready kernels' homes")
+    os.kill(child.pid, signal.SIGKILL)
+    wait_until(lambda: f" {runtime}/" not in host_mounts(), 15, "the kernels' home tmpfs unmounted")
+    wait_until(lambda: not glob.glob(runtime + "/work/*") and not glob.glob(runtime + "/sock/*"), 10,
+               "the kernels' directories removed")
+    wait_until(lambda: not any(d.startswith("sbk-") for d in os.listdir("/sys/fs/cgroup/pids/cellstack")), 10,
+               "the kernels' cgroups removed")
