@@ -5,8 +5,10 @@ locks held by other threads, and the sandbox needs the child single-threaded).
 Commands arrive as JSON lines on fd 0, events leave on fd 1 (see
 ``protocol``); SIGCHLD wakes the loop through ``signal.set_wakeup_fd``.
 The provider is a child subreaper, so processes a kernel leaves behind are
-reparented to it and reaped.  On EOF or ``quit`` it kills every kernel's
-process group, waits for them, removes their directories and exits.
+reparented to it and reaped.  On EOF, ``quit`` or SIGTERM (its parent-death
+signal: the cell server died) it kills every kernel's process group, waits
+for them, unmounts and removes their directories, removes their cgroups and
+exits.
 """
 from __future__ import annotations
 
