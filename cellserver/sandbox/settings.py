@@ -16,7 +16,10 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
   ``/root``, ``/home``, project tree or other kernels' directories;
 - ``account``: as root, a per-kernel unprivileged uid/gid (``uid_base`` +
   slot), never reused while a process of it exists (its cgroup is emptied
-  and removed first); no supplementary groups, so no capabilities;
+  and removed first; at take, accounts with a live process anywhere on the
+  host are skipped: another cell server's kernels, orphans); no
+  supplementary groups, so no capabilities; the parent-death signal is set
+  again after the switch (a change of credentials clears it);
 - ``no_new_privs``: setuid binaries cannot raise privileges;
 - ``rlimits``: address space, CPU seconds, file size, open files, core 0,
   process count;
