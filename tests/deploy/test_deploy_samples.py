@@ -32,7 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEPLOY = os.path.join(ROOT, "deploy")
 SAMPLE = os.path.join(DEPLOY, "samples", "multihost.toml")
 DEV = os.path.join(DEPLOY, "cluster.toml")
-CLUSTER_FILES = [SAMPLE, DEV]
+BENCH = os.path.join(ROOT, "loadtest", "bench-cluster.toml")
+CLUSTER_FILES = [SAMPLE, DEV, BENCH]
 UNITS = sorted(glob.glob(os.path.join(DEPLOY, "systemd", "*.service")))
 LOGROTATE = os.path.join(DEPLOY, "logrotate", "cellstack")
 
