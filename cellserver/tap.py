@@ -165,13 +165,16 @@ def sandbox_report(settings: CellServerSettings, require: bool) -> dict:
 
     sb = settings.provider.sandbox
     p = plan(sb, detect(sb) if sb.enabled else None)
+    if sb.enabled and p.not_implemented:
+        _log.warn("SANDBOX: not built by this version: {layers} ({why})", layers=p.not_implemented,
+                  why={k: p.why.get(k, "") for k in p.not_implemented})
     if p.missing:
         _log.warn("SANDBOX: kernels run WITHOUT these layers: {missing} ({why})",
                   missing=p.missing, why=p.why)
         if require:
             raise SystemExit(f"--require-sandbox: missing sandbox layers {p.missing}: {p.why}")
     else:
-        _log.info("sandbox: every layer in use")
+        _log.info("sandbox: every layer this version builds is in use")
     return p.report()
 
 

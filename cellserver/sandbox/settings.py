@@ -30,8 +30,10 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
 Not used: the pid namespace (``pidns``, see ``PIDNS_WHY``: kernels keep
 their host pid; host processes are hidden by the ``mounts`` layer's /proc
 and cannot be signalled, other uid), and user namespaces when not root (so
-without root there are no mounts either).  Both are reported as missing, so
-``--require-sandbox`` refuses to start.
+without root there are no mounts either).  ``pidns`` is reported as not
+implemented (``NOT_IMPLEMENTED``), apart from the layers that are ``missing``
+on this machine: ``--require-sandbox`` refuses to start when a layer this
+version builds cannot be used here, and the start-up log warns about both.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ PIDNS_WHY = ("not used: a kernel keeps its host pid, which the cell server's API
              "kernel would also ignore its own SIGKILL and killpg(1) would mean 'everyone')")
 
 ALL_LAYERS = ("ipc", "net", "mounts", "pidns", "account", "no_new_privs", "rlimits", "cgroups", "seccomp")
+NOT_IMPLEMENTED = ("pidns",)     # layers of the design this version does not build yet
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,16 @@ class Plan:
 
     @property
     def missing(self) -> list[str]:
-        return [name for name in ALL_LAYERS if not self.layers.get(name)]
+        """Layers this version builds that are not in use here (what --require-sandbox refuses)."""
+        return [name for name in ALL_LAYERS if not self.layers.get(name) and name not in NOT_IMPLEMENTED]
+
+    @property
+    def not_implemented(self) -> list[str]:
+        return [name for name in NOT_IMPLEMENTED if not self.layers.get(name)]
 
     def report(self) -> dict:
-        return {"layers": self.layers, "missing": self.missing, "why": self.why}
+        return {"layers": self.layers, "missing": self.missing, "not_implemented": self.not_implemented,
+                "why": self.why}
 
 
 def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
