@@ -317,7 +317,7 @@
   // cannot touch the page, its cookies or its styles; it reports its height.
   function frame(html, kind) {
     var id = uuid();
-    var doc = "<!doctype html><meta charset=utf-8><style>body{margin:0;font-family:sans-serif}</style>" + html +
+    var doc = "<!doctype html><meta charset=utf-8><style>body{margin:0;font-family:sans-serif;display:flow-root}</style>" + html +
       "<script>(function(){function h(){parent.postMessage({cellstackFrame:'" + id + "',height:Math.ceil(document.body.getBoundingClientRect().height)+4},'*')}" +
       "addEventListener('load',h);new ResizeObserver(h).observe(document.body);h()})()<\/script>";
     var f = el("iframe", { class: "sagecell-frame sagecell-frame-" + kind, sandbox: "allow-scripts",

@@ -85,6 +85,12 @@ def shot(page, name):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def shot_of(locator, name):
+    """A screenshot of one element (a cell in one state)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    locator.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
 def status(page, sel):
     return page.locator(f"{sel} .sagecell-status")
 
@@ -102,6 +108,8 @@ def test_cross_origin_page_with_independent_and_linked_cells(server, page):
     assert page.locator("#one .sagecell-output").inner_text().strip() == "45"
     two = page.locator("#two .sagecell-output").inner_text()
     assert "ZeroDivisionError" in two and "45" not in two
+    shot_of(page.locator("#one .sagecell"), "finished")
+    shot_of(page.locator("#two .sagecell"), "error-traceback")
     page.locator("#l1 .sagecell-evaluate").click()
     wait_state(page, "#l1", "finished")
     page.locator("#l2 .sagecell-evaluate").click()
@@ -120,6 +128,7 @@ def test_outputs_image_html_in_a_sandboxed_iframe_and_shift_enter(server, page):
     editor.press("Shift+Enter")
     wait_state(page, "#one", "finished")
     assert page.locator("#one img.sagecell-image").count() == 1
+    shot_of(page.locator("#one .sagecell"), "image")
     frame = page.locator("#one iframe.sagecell-frame")
     assert frame.get_attribute("sandbox") == "allow-scripts"
     assert page.frame_locator("#one iframe.sagecell-frame").locator("#x").inner_text() == "bold"
@@ -136,6 +145,7 @@ def test_stop_interrupts_a_loop(server, page):
     wait_state(page, "#one", "running")
     time.sleep(0.5)
     assert "running" in status(page, "#one").inner_text()
+    shot_of(page.locator("#one .sagecell"), "running")
     page.get_by_role("button", name="Stop the running computation").first.click()
     wait_state(page, "#one", "interrupted")
     assert "KeyboardInterrupt" in page.locator("#one .sagecell-output").inner_text()
@@ -164,6 +174,7 @@ def test_kernel_killed_server_side_shows_dead_with_reason(server, page):
     os.kill(pid, signal.SIGKILL)
     wait_state(page, "#l1", "dead")
     assert "SIGKILL" in status(page, "#l1").inner_text()
+    shot_of(page.locator("#l1 .sagecell"), "dead-kernel")
     shot(page, "kernel-dead")
 
 
