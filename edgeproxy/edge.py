@@ -43,6 +43,11 @@ class EdgeSettings:
     connect_timeout: float = 3.0
     response_timeout: float = 120.0
     tunnel_idle: float = 3600.0
+    # A backend marked down by failed checks (a timeout: slow under load, or
+    # stopped) keeps its open websockets this long; a refused connection (the
+    # server is gone) closes them at once.  Closing them at the first slow
+    # /healthz would end every session of a busy server.
+    tunnel_down_grace: float = 30.0
     https_port: int = 443
     access_log: str | None = None
 
@@ -141,6 +146,7 @@ class Edge:
         self.log_requests = not isinstance(access_log, NullLines)
         self._loops: list[task.LoopingCall] = []
         self._fast_checks: dict[str, object] = {}    # name -> pending confirming check (IDelayedCall)
+        self._tunnel_closes: dict[str, object] = {}  # name -> pending close of its tunnels (IDelayedCall)
         self.draining = False
 
     # health ------------------------------------------------------------------------------
@@ -160,9 +166,10 @@ class Edge:
             if loop.running:
                 loop.stop()
         self._loops.clear()
-        for call in self._fast_checks.values():
-            call.cancel()
-        self._fast_checks.clear()
+        for pending in (self._fast_checks, self._tunnel_closes):
+            for call in pending.values():
+                call.cancel()
+            pending.clear()
 
     def _pool_of(self, name: str) -> str:
         return "cells" if name in self.cells else "permalinks"
@@ -208,15 +215,27 @@ class Edge:
         del self._fast_checks[name]
         self._check(name, self.health_urls[name])
 
-    def _changed(self, name: str, state: P.HealthState) -> None:
+    def _changed(self, name: str, state: P.HealthState, gone: bool = False) -> None:
+        """``name`` went up or down; ``gone``: down because nothing listens there."""
         self.metrics.backend_up.labels(self._pool_of(name), name).set(1 if state.up else 0)
+        pending = self._tunnel_closes.pop(name, None)
+        if pending is not None and pending.active():
+            pending.cancel()
         if state.up:
             self._log.info("backend {name} is up", name=name)
+            return
+        self._log.warn("backend {name} is DOWN: {error}", name=name, error=state.last_error)
+        self.pool.drop_idle(name)
+        if gone:
+            self._close_tunnels(name)
         else:
-            self._log.warn("backend {name} is DOWN: {error}", name=name, error=state.last_error)
-            self.pool.drop_idle(name)
-            for front in list(self.open_connections):
-                front.close_tunnel_for_backend(name)
+            self._tunnel_closes[name] = self.reactor.callLater(
+                self.settings.tunnel_down_grace, self._close_tunnels, name)
+
+    def _close_tunnels(self, name: str) -> None:
+        self._tunnel_closes.pop(name, None)
+        for front in list(self.open_connections):
+            front.close_tunnel_for_backend(name)
 
     def suspect(self, name: str) -> None:
         """A connection to ``name`` ended that we did not close: check it now, not at the next tick."""
@@ -225,7 +244,7 @@ class Edge:
 
     def passive_failure(self, name: str, error: str) -> None:
         if self.health[name].connection_failed(self.reactor.seconds(), error):
-            self._changed(name, self.health[name])
+            self._changed(name, self.health[name], gone=True)
 
     # requests ----------------------------------------------------------------------------------
     def dispatch(self, front: Frontend) -> None:

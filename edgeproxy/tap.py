@@ -93,6 +93,8 @@ class Options(NodeOptions):
         ["response-timeout", None, 120.0, "Seconds for a backend to start answering.",
          positive_float("response-timeout", 0.1)],
         ["tunnel-idle", None, 3600.0, "Idle websocket tunnel timeout (s).", positive_float("tunnel-idle", 1)],
+        ["tunnel-down-grace", None, 30.0, "Seconds a cell server marked down by failed checks (not a refused "
+         "connection) keeps its open websockets, in case it is only slow.", positive_float("tunnel-down-grace", 0)],
         ["drain", None, 10.0, "Seconds open exchanges get to finish on shutdown.", positive_float("drain", 0)],
     ]
 
@@ -136,7 +138,7 @@ class Options(NodeOptions):
             rise=self["rise"], fall=self["fall"],
             head_timeout=self["head-timeout"], keepalive_timeout=self["keepalive-timeout"],
             connect_timeout=self["connect-timeout"], response_timeout=self["response-timeout"],
-            tunnel_idle=self["tunnel-idle"], https_port=https_port, access_log=self["access-log"])
+            tunnel_idle=self["tunnel-idle"], tunnel_down_grace=self["tunnel-down-grace"], https_port=https_port, access_log=self["access-log"])
         self.listen = list(self["listen"])
         self.http_listen = self["http-listen"]
         self.drain = self["drain"]

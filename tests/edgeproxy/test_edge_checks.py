@@ -41,3 +41,51 @@ def test_steady_results_schedule_no_extra_checks_and_stop_cancels(tmp_path):
     assert edge._fast_checks
     edge.stop_checks()
     assert not edge._fast_checks and not reactor.getDelayedCalls()
+
+
+class Tunnel:
+    def __init__(self):
+        self.closed_for = []
+
+    def close_tunnel_for_backend(self, name):
+        self.closed_for.append(name)
+
+
+def down_by_checks(edge):
+    edge.health["c1"].up = True
+    edge._record("c1", False, "TimeoutError")
+    edge._record("c1", False, "TimeoutError")
+    assert not edge.health["c1"].up
+
+
+def test_a_server_down_by_check_timeouts_keeps_its_websockets_for_the_grace(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    tunnel = Tunnel()
+    edge.open_connections.add(tunnel)
+    down_by_checks(edge)
+    reactor.advance(29)
+    assert tunnel.closed_for == []                       # slow or stopped: sessions kept for now
+    reactor.advance(1)
+    assert tunnel.closed_for == ["c1"]                   # still down after 30 s: closed with a reason
+
+
+def test_back_up_within_the_grace_keeps_the_websockets(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    tunnel = Tunnel()
+    edge.open_connections.add(tunnel)
+    down_by_checks(edge)
+    reactor.advance(5)
+    edge._record("c1", True, "", 3)
+    edge._record("c1", True, "", 3)
+    assert edge.health["c1"].up
+    reactor.advance(60)
+    assert tunnel.closed_for == []
+
+
+def test_a_refused_connection_closes_the_websockets_at_once(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    tunnel = Tunnel()
+    edge.open_connections.add(tunnel)
+    edge.health["c1"].up = True
+    edge.passive_failure("c1", "connection refused")
+    assert tunnel.closed_for == ["c1"] and not reactor.getDelayedCalls()
