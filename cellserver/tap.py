@@ -67,6 +67,10 @@ class Options(NodeOptions):
         ["kernel-file-size-mb", None, 64, "Sandbox: largest file a kernel may write, MB.",
          positive_int("kernel-file-size-mb")],
         ["kernel-open-files", None, 256, "Sandbox: open files of a kernel.", positive_int("kernel-open-files", 32)],
+        ["kernel-uid-base", None, 61000, "Sandbox (as root): first uid of this node's kernel accounts; give "
+         "each cell server on a host its own range.", positive_int("kernel-uid-base", 1000)],
+        ["kernel-accounts", None, 512, "Sandbox (as root): how many kernel accounts (uids from "
+         "--kernel-uid-base on); at least --max-kernels.", positive_int("kernel-accounts", 1)],
     ] + PROVIDER_OPTIONS
     optFlags = [
         ["no-sandbox", None, "Run kernels unconfined (development only; logged loudly)."],
@@ -97,7 +101,11 @@ class Options(NodeOptions):
             enabled=not self["no-sandbox"], cpu_seconds=self["kernel-cpu-seconds"],
             memory_mb=self["kernel-memory-mb"], address_space_mb=self["kernel-address-space-mb"],
             pids=self["kernel-pids"], file_size_mb=self["kernel-file-size-mb"],
-            open_files=self["kernel-open-files"])
+            open_files=self["kernel-open-files"], uid_base=self["kernel-uid-base"],
+            slots=self["kernel-accounts"])
+        if sandbox.enabled and sandbox.slots < provider.max_kernels:
+            raise usage.UsageError(f"--kernel-accounts ({sandbox.slots}) must be at least --max-kernels "
+                                   f"({provider.max_kernels}): each live kernel has its own account")
         provider = replace(provider, sandbox=sandbox)
         self.require_sandbox = bool(self["require-sandbox"])
         if sandbox.enabled and os.geteuid() == 0:

@@ -107,3 +107,19 @@ def test_options_work_from_a_toml_config_file(tmp_path):
     cfg.write_text('[cellserver]\nmax-kernels = 0\n')
     with pytest.raises(usage.UsageError, match="max-kernels must be at least 1"):
         CellOpts().parseOptions(["--config", str(cfg)])
+
+
+def test_each_cell_server_can_have_its_own_kernel_accounts():
+    from cellserver.tap import Options
+
+    o = Options()
+    o.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--no-sandbox", "--kernel-uid-base", "62000",
+                    "--kernel-accounts", "64", "--max-kernels", "600"])   # no sandbox: accounts unused
+    o = Options()
+    o.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--kernel-uid-base", "62000",
+                    "--kernel-accounts", "64", "--max-kernels", "64", "--ready-kernels", "4"])
+    sb = o.settings.provider.sandbox
+    assert (sb.uid_base, sb.slots) == (62000, 64)
+    with pytest.raises(usage.UsageError, match=r"--kernel-accounts \(64\) must be at least --max-kernels \(65\)"):
+        Options().parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--kernel-accounts", "64",
+                                "--max-kernels", "65"])
