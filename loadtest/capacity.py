@@ -139,6 +139,7 @@ async def run(reactor, args) -> Report:
     clock = _Clock(reactor, args.timeout)
     report = Report()
     held: list[Session] = []
+    opened: list[Session] = []       # every session, held or not: all are closed at the end
     opened_ms: list[float] = []
     deadline = reactor.seconds() + args.max_seconds
     failures = 0
@@ -155,6 +156,7 @@ async def run(reactor, args) -> Report:
         t = reactor.seconds()
         try:
             held.append(await open_session(reactor, args, clock, i, trust, tls_options))
+            opened.append(held[-1])
             opened_ms.append((reactor.seconds() - t) * 1000)
         except Exception as e:  # noqa: BLE001 - every failure is reported by kind
             fail(str(e)[:120] or type(e).__name__)
@@ -183,11 +185,11 @@ async def run(reactor, args) -> Report:
             await deferLater(reactor, 1 / args.rate, lambda: None)
         report.max_held = max(report.max_held, len(held))
     report.seconds = reactor.seconds() - clock.t0
-    for s in held:
+    for s in opened:
         if s.ks.proto is not None and not s.ks.closed:
             s.ks.proto.sendClose(1000)
-    await defer.gatherResults([s.http.delete(args.url + f"kernel/{s.kernel_id}").addTimeout(10, reactor)
-                               for s in held], consumeErrors=True).addErrback(lambda f: None)
+    await defer.gatherResults([s.http.delete(args.url + f"kernel/{s.kernel_id}").addTimeout(30, reactor)
+                               for s in opened], consumeErrors=True).addErrback(lambda f: None)
     return report
 
 
