@@ -1,7 +1,9 @@
 """The standalone cell page ``/`` (SageMathCell's root page), preloaded.
 
 ``?c=<code>``, ``?z=<zipped code>`` or ``?q=<permalink id>`` preload the
-cell, with ``lang``, ``interacts`` and ``autoeval``.  A ``z`` that does not
+cell, with ``lang``, ``interacts`` (JSON, or z-encoded as Share's long link
+has it) and ``autoeval`` (default true for ``q`` and ``z``: a shared link
+shows its output at once; ``autoeval=false`` does not).  A ``z`` that does not
 decode is a 400 page saying so; a ``q`` the permalink service does not know
 is a 404 page (looked up server-side when ``permalink_url`` is set; else the
 page looks it up itself).  The page is the embedding library
@@ -93,6 +95,7 @@ PAGE = """<!doctype html>
    }}).then(function (c) {{ start(c[0], c[2]); }}).catch(function (e) {{
      document.querySelector("main").insertAdjacentHTML("afterbegin", '<div class="notice error" role="alert"></div>');
      document.querySelector(".notice").textContent = "This link does not work: " + e.message;
+     preload.autoeval = false;
      start("");
    }});
  }} else {{ start(preload.code || ""); }}
@@ -102,6 +105,8 @@ PAGE = """<!doctype html>
 
 
 def render(preload: dict, notice: str = "") -> bytes:
+    if notice:
+        preload = preload | {"autoeval": False}     # nothing worth running on a broken link
     blob = json.dumps(preload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     box = f'<div class="notice error" role="alert">{html.escape(notice)}</div>' if notice else ""
     return PAGE.format(preload=blob, notice=box).encode("utf-8")
@@ -130,6 +135,8 @@ class PageResource(resource.Resource):
 
         preload = {"code": None, "lang": arg("lang") or "python", "interacts": interacts_arg(arg("interacts")),
                    "autoeval": (arg("autoeval") or "").lower() in ("1", "true", "yes"), "q": arg("q")}
+        if arg("autoeval") is None and (arg("q") or arg("z")):
+            preload["autoeval"] = True       # a shared link (Share's ?q= / ?z=) shows its output at once
         if arg("z") is not None:
             try:
                 preload["code"] = decode_z(arg("z"))

@@ -716,7 +716,7 @@
     cell.getCode = getCode;
     cell.setCode = setCode;
     cell.kernelOf = function () { return cell.kernel || linked[opts.linkKey || "default"]; };
-    if (opts.autoeval) setTimeout(evaluate, 0);
+    if (opts.autoeval && code.trim()) setTimeout(evaluate, 0);
     return cell;
   }
 

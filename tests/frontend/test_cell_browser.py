@@ -96,7 +96,14 @@ def status(page, sel):
 
 
 def wait_state(page, sel, state, timeout=20_000):
-    page.wait_for_selector(f'{sel} .sagecell[data-state="{state}"]', timeout=timeout)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_selector(f'{sel} .sagecell[data-state="{state}"]', timeout=timeout)
+    except PlaywrightTimeout:
+        box = page.locator(f"{sel} .sagecell").first
+        raise AssertionError(f"{sel} never reached {state!r}: it is {box.get_attribute('data-state')!r}, "
+                             f"status {status(page, sel).inner_text()!r}, output "
+                             f"{page.locator(f'{sel} .sagecell-output').inner_text()[:300]!r}") from None
 
 
 def test_cross_origin_page_with_independent_and_linked_cells(server, page):

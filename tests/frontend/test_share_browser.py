@@ -118,7 +118,8 @@ def shot(page, name):
 
 
 def wait_state(page, state, timeout=30_000, sel="#cell"):
-    page.wait_for_selector(f'{sel} .sagecell[data-state="{state}"]', timeout=timeout)
+    from tests.frontend.test_cell_browser import wait_state as _wait
+    _wait(page, sel, state, timeout)
 
 
 def requests_log(page):
@@ -160,15 +161,23 @@ def test_share_makes_links_only_when_pressed_and_both_open_the_same_code(stack, 
 
     # the short link, in a new page: the same code, evaluated at once
     other = context.new_page()
-    other.goto(short + "&autoeval=true")
+    other.goto(short)
     wait_state(other, "finished")
     assert other.locator("#cell .sagecell-output").inner_text().strip() == "shared 42"
     assert code in other.evaluate("() => sagecell.cells[0].getCode()")
     # the long link holds the code itself
     third = context.new_page()
     third.goto(long)
-    third.wait_for_selector("#cell .sagecell-evaluate")
+    wait_state(third, "finished")
     assert third.evaluate("() => sagecell.cells[0].getCode()") == code
+    assert third.locator("#cell .sagecell-output").inner_text().strip() == "shared 42"
+    # autoeval=false: the code only
+    fourth = context.new_page()
+    fourth.goto(short + "&autoeval=false")
+    fourth.wait_for_selector("#cell .sagecell-evaluate")
+    time.sleep(1)
+    assert fourth.evaluate("() => sagecell.cells[0].getCode()") == code
+    assert fourth.locator("#cell .sagecell-output").inner_text().strip() == ""
     # the same cell gives the same short link (content-derived id)
     page.get_by_role("button", name="Share").click()
     page.wait_for_function("() => document.querySelector('#cell .sagecell-link') &&"
@@ -211,7 +220,7 @@ def test_shared_interact_keeps_its_control_values(stack, context):
     assert len(posts) == 1
     shot(page, "share-interact")
 
-    for link in (short + "&autoeval=true", long + "&autoeval=true"):
+    for link in (short, long):
         other = context.new_page()
         other.goto(link)
         o = other.locator("#cell .interact-output")
@@ -227,7 +236,7 @@ def test_shared_interact_keeps_its_control_values(stack, context):
         other.close()
     # a plain page without interacts still ends its kernel after the run
     plain = context.new_page()
-    plain.goto(stack["edge"] + "?c=1%2B1&autoeval=true")
+    plain.goto(stack["edge"] + "?c=1%2B1&autoeval=true")   # (c= does not autoevaluate unless asked)
     wait_state(plain, "finished")
     assert plain.locator("#cell .sagecell-output").inner_text().strip() == "2"
 
