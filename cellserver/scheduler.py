@@ -11,6 +11,13 @@ while the first runs loses it.  Instead, per kernel:
   explicit ``aborted`` reply;
 - the running one finished (its ``status: idle``): send the held one.
 
+A running request whose user code is over (its ``execute_result`` or
+``execute_reply`` arrived, only ``idle`` is still to come) is not
+interrupted: the new request just waits for that idle.  Interrupting it
+there would be worse than useless: ipykernel delivers the interrupt as
+SIGINT, which then lands in the *next* execution as a KeyboardInterrupt
+(seen under load: a page that evaluates again as soon as a result shows).
+
 So any number of fast presses ends with every request answered (a reply or
 an explicit abort) and the last one run.  ``Scheduler`` returns actions for
 the adapter to carry out; it never touches a socket.
@@ -41,6 +48,7 @@ class Scheduler:
     running: str | None = None              # msg_id of the execute_request in the kernel
     held: dict[str, Any] | None = None
     interrupting: bool = False
+    finishing: bool = False                 # the running request's user code is over
     executions: int = field(default=0)
 
     def execute(self, message: dict[str, Any]) -> list:
@@ -54,17 +62,22 @@ class Scheduler:
         if self.held is not None:
             actions.append(Abort(self.held))
         self.held = message
-        if not self.interrupting:
+        if not self.interrupting and not self.finishing:
             self.interrupting = True
             actions.append(Interrupt())
         return actions
+
+    def result(self, parent_msg_id: str | None) -> None:
+        """The kernel sent ``execute_result`` or ``execute_reply`` for ``parent_msg_id``."""
+        if parent_msg_id is not None and parent_msg_id == self.running:
+            self.finishing = True
 
     def idle(self, parent_msg_id: str | None) -> list:
         """The kernel published ``status: idle`` for ``parent_msg_id``."""
         if parent_msg_id is None or parent_msg_id != self.running:
             return []
         self.running = None
-        self.interrupting = False
+        self.interrupting = self.finishing = False
         if self.held is None:
             return []
         message, self.held = self.held, None
@@ -77,7 +90,7 @@ class Scheduler:
         actions = [Abort(self.held)] if self.held is not None else []
         self.held = None
         self.running = None
-        self.interrupting = False
+        self.interrupting = self.finishing = False
         return actions
 
     @property

@@ -125,7 +125,10 @@ class KernelSession:
                 self.lifetime.comm_opened()
             elif mtype == "comm_close":
                 self.lifetime.comm_closed()
+            elif mtype == "execute_result":
+                self.scheduler.result(msg.parent_msg_id)
         elif msg.channel == "shell" and mtype == "execute_reply":
+            self.scheduler.result(msg.parent_msg_id)
             self._execution_part(msg.parent_msg_id, "reply", now)
         verdict = self.cap.account(msg.channel, mtype, msg.parent_msg_id, msg.size)
         if verdict is Verdict.PASS:

@@ -24,6 +24,19 @@ def test_busy_kernel_interrupts_once_and_runs_only_the_newest():
     assert s.running == "m3"
 
 
+def test_a_request_whose_code_is_over_is_not_interrupted():
+    s = Scheduler()
+    s.execute(req(1))
+    s.result("other")                                    # someone else's result: still running
+    assert s.execute(req(2)) == [Interrupt()]
+    s = Scheduler()
+    s.execute(req(1))
+    s.result("m1")                                       # its execute_result or reply arrived
+    assert s.execute(req(2)) == []                       # waits for the idle; no SIGINT for the next one
+    assert s.idle("m1") == [Send(req(2))]
+    assert s.execute(req(3)) == [Interrupt()]            # m2 is running again: interrupt as before
+
+
 def test_abandon_aborts_the_held_request():
     s = Scheduler()
     s.execute(req(1))
