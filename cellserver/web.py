@@ -513,7 +513,12 @@ class LimitedRequest(server.Request):
         transport = self.channel.transport
         transport.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
                         b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        transport.loseConnection()
+        # Close our side only (FIN after the answer) and keep discarding what the
+        # client still sends: closing a socket with unread data sends an RST,
+        # and a client still uploading would then lose the 413 it was sent.
+        # The client closes once it has read the answer; abort if it never does.
+        transport.loseWriteConnection()
+        self.channel.callLater(5.0, transport.abortConnection)
         if self.content is None:
             import io
             self.content = io.BytesIO()

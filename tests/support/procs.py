@@ -8,6 +8,7 @@ SIGKILL, only ever to the groups these children lead.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -19,6 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 VENV_BIN = Path(sys.executable).parent
+
+
+# Disjoint 512-uid ranges for the cell servers one test run starts (100000 up;
+# the shipped clusters use 61000 and 61600).
+_UID_BASES = itertools.count(100_000, 1_000)
 
 
 class Child:
@@ -91,7 +97,11 @@ class Children:
         return child
 
     def twistd(self, name: str, plugin: str, args: list[str], env: dict | None = None) -> Child:
-        """Start ``twistd -n <plugin> <args>`` on the test's interpreter."""
+        """Start ``twistd -n <plugin> <args>`` on the test's interpreter.  A cell
+        server gets kernel accounts of its own (unless the test chose them), so
+        servers alive at the same time never share a uid's process limit."""
+        if plugin == "cellserver" and "--kernel-uid-base" not in args:
+            args = [*args, "--kernel-uid-base", str(next(_UID_BASES)), "--kernel-accounts", "512"]
         argv = [str(VENV_BIN / "twistd"), "-n", "--pidfile=", plugin, *args]
         return self.start(name, argv, env=env)
 
