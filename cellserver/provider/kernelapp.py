@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 
+from cellserver import filewatch
 from cellserver.provider import layout
 
 MPL_INLINE = "module://matplotlib_inline.backend_inline"
@@ -157,6 +158,8 @@ def _make_app_class():
                 configure_inline_support(shell, MPL_INLINE)
             self.warm_shell = shell
             _warm_lazy_paths(shell)
+            # Issue 6: after each execution, links to the files it wrote (filewatch.py).
+            filewatch.install(shell)
             # Interacts (issue 7): SageMathCell's interact and controls in every
             # kernel's namespace, imported once here and shared by the forks.
             try:
@@ -205,5 +208,6 @@ def _make_app_class():
 def run_kernel(key: bytes, sock_dir: str, work_dir: str) -> None:
     """In the forked, confined child: finish the app and serve until exit."""
     app = _app
+    filewatch.set_root(work_dir)
     app.finish(key, sock_dir)
     app.start()

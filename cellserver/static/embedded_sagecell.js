@@ -27,6 +27,7 @@
 
   var TOS_COOKIE = "cellstack_tos_accepted";
   var WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+  var FILES_MIME = "application/x-cellstack-files";
   var cells = [];
   var linked = {};          // linkKey -> shared Kernel
   var tosText = null;       // null: not fetched; "": no terms
@@ -288,7 +289,9 @@
   Output.prototype.render = function (data, metadata) {
     var box = el("div", { class: "sagecell-display" });
     var kernel = this.kernel;
-    if (data[WIDGET_MIME]) {
+    if (data[FILES_MIME] && Array.isArray(data[FILES_MIME].files)) {
+      box.appendChild(fileList(kernel, data[FILES_MIME]));
+    } else if (data[WIDGET_MIME]) {
       box.textContent = "";
       kernel.whenWidgets(function () { kernel.widgets.renderOutput(data, box); });
     } else if (data["text/html"] !== undefined) {
@@ -312,6 +315,59 @@
     }
     return box;
   };
+
+  // (issue 6) The files an execution created or changed (the kernel's filewatch hook):
+  // links to GET <root>kernel/<id>/files/<path>, on the cell's server (the page may be
+  // another origin).  They live as long as the kernel: once it ends (a plain cell's
+  // ends with its computation) the names stay, unlinked.
+  var IMAGE_FILE = /\.(png|jpe?g|gif|svg|webp)$/i;
+  function fileUrl(kernelId, path) {
+    return ROOT + "kernel/" + encodeURIComponent(kernelId) + "/files/" +
+      String(path).split("/").map(encodeURIComponent).join("/");
+  }
+  function fileList(kernel, info) {
+    var stamp = "?v=" + Date.now().toString(36);       // a file rewritten later is fetched afresh
+    var list = el("ul", { class: "sagecell-files-list" });
+    info.files.slice(0, 200).forEach(function (path) {
+      if (typeof path !== "string" || !path) return;
+      var href = fileUrl(kernel.id, path) + stamp;
+      var item = el("li", { class: "sagecell-file-item" }, [
+        el("a", { href: href, target: "_blank", rel: "noopener", class: "sagecell-file",
+                  title: "File written by the code", text: path })]);
+      if (IMAGE_FILE.test(path)) {
+        var img = el("img", { src: href, alt: "", loading: "lazy", class: "sagecell-file-thumb" });
+        img.onerror = function () { img.remove(); };
+        item.insertBefore(el("a", { href: href, target: "_blank", rel: "noopener", tabindex: "-1",
+                                    "aria-hidden": "true", class: "sagecell-file-thumblink" }, [img]), item.firstChild);
+      }
+      list.appendChild(item);
+    });
+    if (info.more > 0) list.appendChild(el("li", { class: "sagecell-files-more", text: "and " + info.more + " more" }));
+    var box = el("div", { class: "sagecell-files", role: "group", "aria-label": "Files written by the code" },
+                 [el("div", { class: "sagecell-files-head", text: "Files written" }), list]);
+    if (kernel.dead) filesGone(box);
+    else {
+      kernel.fileBoxes = (kernel.fileBoxes || []).filter(function (b) { return b.isConnected; });
+      kernel.fileBoxes.push(box);
+      if (!kernel.fileBoxesHooked) {
+        kernel.fileBoxesHooked = true;
+        kernel.onDead.push(function () { kernel.fileBoxes.forEach(filesGone); kernel.fileBoxes = []; });
+      }
+    }
+    return box;
+  }
+  function filesGone(box) {
+    if (box.classList.contains("sagecell-files-gone")) return;
+    box.classList.add("sagecell-files-gone");
+    Array.prototype.forEach.call(box.querySelectorAll("a"), function (a) {
+      var span = el("span", { class: a.className, title: "The kernel has ended: this file is gone" });
+      while (a.firstChild) span.appendChild(a.firstChild);
+      a.replaceWith(span);
+    });
+    box.appendChild(el("div", { class: "sagecell-files-note",
+      text: "The kernel has ended, and its files with it (a plain cell's kernel ends when its computation does; " +
+            "linked cells and interacts keep theirs)." }));
+  }
 
   // HTML/JS output in a sandboxed iframe (scripts allowed, same origin not): it
   // cannot touch the page, its cookies or its styles; it reports its height.
@@ -458,8 +514,10 @@
       }
       // A plain cell's kernel ends after its first execution; restoring interacts takes an
       // execution of its own before the code, so that kernel waits (its interacts then keep it).
-      if (!cell.kernel || cell.kernel.dead || cell.kernel.finishedOnce)
+      if (!cell.kernel || cell.kernel.dead || cell.kernel.finishedOnce) {
+        if (cell.kernel && cell.kernel.finishedOnce && !cell.kernel.dead) cell.kernel.close();  // done with: give it back
         cell.kernel = new Kernel({ timeout: cell.restoreInteracts ? 60 : 0 });
+      }
       return cell.kernel;
     }
 
