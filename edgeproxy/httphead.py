@@ -96,9 +96,18 @@ class ResponseHead(Head):
 
 
 def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
-    """Index just past the blank line ending the head, or -1."""
+    """Index just past the blank line ending the head, or -1.  A line ended by
+    a bare LF is a ``HeadError`` at once: waiting for a CRLF CRLF that such a
+    client never sends would only end in the head timeout, and servers that
+    read LF and CRLF differently are what request smuggling feeds on."""
     i = buf.find(b"\r\n\r\n", start)
-    return -1 if i < 0 else i + 4
+    end = len(buf) if i < 0 else i + 4
+    j = buf.find(b"\n", start, end)
+    while j >= 0:
+        if j == 0 or buf[j - 1] != 0x0D:
+            raise HeadError(400, "a line of the head ends in a bare LF (CRLF is required)")
+        j = buf.find(b"\n", j + 1, end)
+    return -1 if i < 0 else end
 
 
 def _parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:

@@ -135,7 +135,11 @@ class BackendConn(protocol.Protocol):
             return
         if self.mode == "head":
             self.buf += data
-            end = H.find_head_end(self.buf)
+            try:
+                end = H.find_head_end(self.buf)
+            except H.HeadError as e:
+                self._bad_response(e.message)
+                return
             if end < 0:
                 if len(self.buf) > H.MAX_HEAD * 4:
                     self._bad_response("response head too large")
@@ -424,7 +428,12 @@ class Frontend(protocol.Protocol):
             self.transport.pauseProducing()
 
     def _try_head(self) -> None:
-        end = H.find_head_end(self.buf)
+        try:
+            end = H.find_head_end(self.buf)
+        except H.HeadError as e:
+            self.request = None
+            self.error(e.status, "bad_request", e.message, close=True)
+            return
         if end < 0:
             if len(self.buf) > H.MAX_HEAD:
                 self.error(431, "head_too_large", f"request head over {H.MAX_HEAD} bytes", close=True)

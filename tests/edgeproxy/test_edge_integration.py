@@ -197,6 +197,9 @@ def test_bad_requests_are_rejected_and_the_edge_survives(cluster):
     assert out.startswith(b"HTTP/1.1 400") and out.count(b"HTTP/1.1") == 1
     assert raw(b"POST /service HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").startswith(b"HTTP/1.1")
     assert raw(b"GET / HTTP/3.0\r\nHost: a\r\n\r\n").startswith(b"HTTP/1.1 505")
+    t0 = time.monotonic()
+    assert raw(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: x\n\r\n").startswith(b"HTTP/1.1 400")   # bare LF
+    assert time.monotonic() - t0 < 4                   # at once, not after the head timeout
     assert cluster["edge"].alive()
     conn = https_conn(cluster)
     conn.request("GET", "/healthz")

@@ -112,3 +112,22 @@ def test_parser_only_raises_head_errors(data):
         H.parse_request_head(data + b"\r\n\r\n")
     except H.HeadError:
         pass
+
+
+def test_head_end_and_bare_lf():
+    assert H.find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nnext") == 27
+    assert H.find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n") == -1          # not yet
+    assert H.find_head_end(b"GET / HTTP/1.1\r\n\r\nbody\n with LF") == 18   # a body may hold LFs
+    for bad in (b"GET / HTTP/1.1\nHost: a\n\n", b"GET / HTTP/1.1\r\nAccept: x\n\r\n", b"\nGET"):
+        with pytest.raises(H.HeadError) as e:
+            H.find_head_end(bad)
+        assert e.value.status == 400 and "bare LF" in e.value.message
+
+
+@given(st.binary(max_size=300))
+def test_head_end_only_raises_head_errors(data):
+    try:
+        end = H.find_head_end(data)
+    except H.HeadError:
+        return
+    assert end == -1 or data[:end].endswith(b"\r\n\r\n")
