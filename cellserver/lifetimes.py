@@ -46,12 +46,14 @@ class Lifetime:
     idle_cap: float
     lifespan: float
     connect_grace: float = 30.0
+    files_grace: float = 0.0        # timeout=0: how long a kernel whose code wrote files stays for them
     busy: bool = False
     executed: bool = False          # an execution has finished at least once
     comms_open: int = 0
     sockets: int = 0
     ever_connected: bool = False
     last_activity: float = 0.0
+    files_written: bool = False     # an execution reported files in the working directory
 
     def __post_init__(self) -> None:
         self.last_activity = self.created
@@ -78,6 +80,11 @@ class Lifetime:
         self.executed = True
         self.last_activity = now
 
+    def files_reported(self) -> None:
+        """The code wrote files (their links are in the page): keep a plain cell's
+        kernel ``files_grace`` more seconds so they can still be fetched."""
+        self.files_written = True
+
     def comm_opened(self) -> None:
         self.comms_open += 1
 
@@ -100,6 +107,8 @@ class Lifetime:
             if self.sockets == 0:
                 return REASON_DISCONNECTED
             if self.executed and not self.busy:
+                if self.files_written and now < self.last_activity + self.files_grace:
+                    return None
                 return REASON_FINISHED
             return None
         if self.busy:
@@ -115,4 +124,6 @@ class Lifetime:
             times.append(self.created + self.connect_grace)
         elif not self.busy and not (self.timeout == 0 and not self.comms_open):
             times.append(self.last_activity + self.idle_limit)
+        elif not self.busy and self.files_written:
+            times.append(self.last_activity + self.files_grace)
         return max(now, min(times))

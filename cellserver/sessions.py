@@ -16,11 +16,14 @@ from typing import Any, Callable, Protocol
 
 from twisted.logger import Logger
 
-from cellserver import messages as M
+from cellserver import filewatch, messages as M
 from cellserver.kernels import Kernel, KernelGone, KernelMessage
 from cellserver.lifetimes import (REASON_FINISHED, REASON_IDLE, REASON_LIFESPAN, Lifetime)
 from cellserver.outputcap import OutputCap, Verdict
 from cellserver.scheduler import Abort, Interrupt, Scheduler, Send
+
+
+FILES_MIME = filewatch.MIME.encode()      # the list of files an execution wrote
 
 
 class ClientSocket(Protocol):
@@ -127,6 +130,8 @@ class KernelSession:
                 self.lifetime.comm_closed()
             elif mtype == "execute_result":
                 self.scheduler.result(msg.parent_msg_id)
+            elif mtype == "display_data" and FILES_MIME in msg.raw_content:
+                self.lifetime.files_reported()
         elif msg.channel == "shell" and mtype == "execute_reply":
             self.scheduler.result(msg.parent_msg_id)
             self._execution_part(msg.parent_msg_id, "reply", now)

@@ -13,6 +13,7 @@ class CellServerSettings:
     idle_cap: float = 900.0            # longest idle timeout a client may ask for
     lifespan: float = 1800.0           # hard limit on a kernel's life
     connect_grace: float = 30.0        # a kernel nobody connects to is reclaimed
+    files_grace: float = 60.0          # a plain cell's kernel stays this long when its code wrote files
     service_wall: float = 30.0         # /service wall-clock limit
     per_session: int = 2               # live kernels per CellSessionID
     output_cap: int = 1_000_000        # bytes of output per execution

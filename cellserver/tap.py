@@ -40,6 +40,9 @@ class Options(NodeOptions):
         ["connect-grace", None, _D["connect_grace"].default,
          "Seconds after POST /kernel within which a websocket must connect, or the kernel is reclaimed.",
          positive_float("connect-grace", minimum=0.1)],
+        ["files-grace", None, _D["files_grace"].default,
+         "Seconds a plain cell's kernel (timeout=0) stays after its code wrote files, so their links work.",
+         positive_float("files-grace", minimum=0)],
         ["service-wall", None, _D["service_wall"].default, "Wall-clock limit (s) of a /service computation.",
          positive_float("service-wall", minimum=0.1)],
         ["kernels-per-session", None, _D["per_session"].default,
@@ -114,7 +117,7 @@ class Options(NodeOptions):
             raise usage.UsageError("--lifespan must be at least --idle-cap")
         self.settings = CellServerSettings(
             node=node, listen=tuple(self["listen"]), idle_cap=self["idle-cap"], lifespan=self["lifespan"],
-            connect_grace=self["connect-grace"], service_wall=self["service-wall"],
+            connect_grace=self["connect-grace"], files_grace=self["files-grace"], service_wall=self["service-wall"],
             per_session=self["kernels-per-session"], output_cap=self["output-cap"],
             max_frame=self["max-frame"], max_code=self["max-code"], max_body=self["max-body"],
             tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,

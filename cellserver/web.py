@@ -130,7 +130,8 @@ class CellApp:
             raise BadRequest("no_capacity", f"no kernel is free on this server: {e}", 503)
         now = self.reactor.seconds()
         lifetime = Lifetime(created=now, timeout=timeout, idle_cap=self.settings.idle_cap,
-                            lifespan=self.settings.lifespan, connect_grace=self.settings.connect_grace)
+                            lifespan=self.settings.lifespan, connect_grace=self.settings.connect_grace,
+                            files_grace=self.settings.files_grace)
         client = self.client_from_request(request)
         session = KernelSession(self.reactor, kernel, lifetime, output_cap=self.settings.output_cap,
                                 log_computation=self.log_computation, on_end=self._ended,

@@ -365,7 +365,7 @@
       a.replaceWith(span);
     });
     box.appendChild(el("div", { class: "sagecell-files-note",
-      text: "The kernel has ended, and its files with it (a plain cell's kernel ends when its computation does; " +
+      text: "The kernel has ended, and its files with it (a plain cell's kernel ends shortly after its computation; " +
             "linked cells and interacts keep theirs)." }));
   }
 

@@ -69,3 +69,18 @@ def test_lifespan_beats_everything():
     assert l.check(1899) is None
     assert l.check(1900) == REASON_LIFESPAN
     assert l.next_check(200) == 1900
+
+
+def test_timeout_zero_stays_for_the_files_its_code_wrote():
+    l = Lifetime(created=100, timeout=0, idle_cap=900, lifespan=1800, files_grace=60)
+    l.connected(101)
+    l.execution_started(102)
+    l.files_reported()
+    l.execution_finished(103)
+    assert l.check(103) is None and l.next_check(103) == 163     # links in the page still work
+    assert l.check(163) == REASON_FINISHED
+    plain = Lifetime(created=100, timeout=0, idle_cap=900, lifespan=1800, files_grace=60)
+    plain.connected(101)
+    plain.execution_started(102)
+    plain.execution_finished(103)
+    assert plain.check(103) == REASON_FINISHED                   # no files: ends at once, as before

@@ -58,7 +58,7 @@ def server(module_children, tmp_path_factory):
     port = free_port()
     cs = module_children.twistd("cellserver", "cellserver", [
         "--node", "ff1", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("ff1"),
-        "--ready-kernels", "2", "--max-kernels", "8", "--kernels-per-session", "4"])
+        "--ready-kernels", "2", "--max-kernels", "8", "--kernels-per-session", "4", "--files-grace", "4"])
     base = f"http://127.0.0.1:{port}/"
     wait_until(lambda: http_ok(base + "healthz"), 60, "cell server", child=cs)
     site = tmp / "site"
@@ -111,13 +111,18 @@ def test_an_interact_keeps_its_kernel_and_links_work(server, page):
     assert resp.status == 200 and resp.text() == "3"
 
 
-def test_a_plain_cell_shows_the_names_unlinked_once_its_kernel_ended(server, page):
+def test_a_plain_cell_links_its_files_for_the_grace_then_shows_the_names(server, page):
     page.goto(server["url"])
     page.locator("#plain .sagecell-evaluate").click()
     page.locator("#none .sagecell-evaluate").click()
     wait_state(page, "#plain", "finished")
     wait_state(page, "#none", "finished")
-    page.wait_for_selector("#plain .sagecell-files.sagecell-files-gone", timeout=10_000)
+    # The kernel stays --files-grace (4 s here) for the files its code wrote: the link works.
+    link = page.locator("#plain a.sagecell-file")
+    link.wait_for(timeout=10_000)
+    resp = page.request.get(link.get_attribute("href"))
+    assert resp.status == 200 and resp.text() == "gone soon"
+    page.wait_for_selector("#plain .sagecell-files.sagecell-files-gone", timeout=15_000)
     files = page.locator("#plain .sagecell-files")
     assert files.locator("a").count() == 0
     assert files.locator(".sagecell-file").inner_text() == "plain.txt"
