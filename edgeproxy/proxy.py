@@ -78,6 +78,21 @@ def send(transport, data: bytes) -> None:
     transport.write(data)
 
 
+def no_delay(transport) -> None:
+    """TCP_NODELAY on a connection (through a TLS wrapper too).  A proxy relays
+    small messages one at a time (websocket frames, request heads): with Nagle's
+    algorithm each waited for the previous one's ACK, which the peer delays by
+    up to 40 ms -- a slider update through the edge took 42 ms instead of ~2."""
+    while transport is not None:
+        if hasattr(transport, "setTcpNoDelay"):
+            try:
+                transport.setTcpNoDelay(True)
+            except OSError:
+                pass
+            return
+        transport = getattr(transport, "transport", None)   # TLSMemoryBIOProtocol wraps the TCP one
+
+
 def _endpoint(reactor, host: str, port: int, timeout: float):
     """A TCP endpoint without name resolution for an IP address: ``HostnameEndpoint``
     resolves in a thread and reports a refused connection only at its next
@@ -108,6 +123,7 @@ class BackendConn(protocol.Protocol):
 
     def connectionMade(self):
         self.connected = True
+        no_delay(self.transport)
 
     def close(self) -> None:
         """Close it ourselves: its end then says nothing about the server's health."""
@@ -354,6 +370,7 @@ class Frontend(protocol.Protocol):
 
     # connection ---------------------------------------------------------------------
     def connectionMade(self):
+        no_delay(self.transport)
         peer = self.transport.getPeer()
         self.peer_ip = getattr(peer, "host", "")
         self.client_ip = self.peer_ip

@@ -44,3 +44,22 @@ def test_an_abandoned_exchange_is_closed_and_not_reported():
     assert conn.transport.disconnecting and conn.front is None and not conn.reusable
     conn.connectionLost()
     assert lost == []
+
+
+def test_no_delay_reaches_the_tcp_transport_under_a_tls_wrapper():
+    from edgeproxy.proxy import no_delay
+
+    class TCP:
+        nodelay = False
+
+        def setTcpNoDelay(self, on):
+            self.nodelay = on
+
+    class TLSWrapper:
+        def __init__(self, inner):
+            self.transport = inner
+
+    tcp = TCP()
+    no_delay(TLSWrapper(tcp))
+    assert tcp.nodelay is True
+    no_delay(StringTransport())          # nothing to set: no error
