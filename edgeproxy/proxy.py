@@ -491,7 +491,10 @@ class Frontend(protocol.Protocol):
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, close: bool = False) -> None:
         if self.state == "closed":
             return
-        if close:
+        req = self.request
+        if close or (req is not None and req.has_body and self.state == "head"):
+            # A body we answer without reading ends the connection, and the
+            # answer says so (Connection: close) before the client sends more.
             self.keep_alive = False
         hdrs = list(headers)
         hdrs.append((b"content-length", b"%d" % len(body)))
@@ -504,13 +507,6 @@ class Frontend(protocol.Protocol):
         send(self.transport, H.serialize_response(status, REASONS.get(status, b"-"), hdrs)
              + (b"" if method == b"HEAD" else body))
         self.state = "response"
-        self._discard_body_then_next()
-
-    def _discard_body_then_next(self) -> None:
-        req = self.request
-        if req is not None and req.has_body and self.keep_alive:
-            # A body we did not read: simplest safe thing is to stop reusing the connection.
-            self.keep_alive = False
         self._next()
 
     def error(self, status: int, code: str, message: str, close: bool = False,

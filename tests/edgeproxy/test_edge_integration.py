@@ -173,6 +173,15 @@ def test_per_ip_rate_limits_from_distinct_addresses(cluster):
     assert [s for s, _ in got[:3]] == [200, 200, 200]
     assert got[3][0] == 429 and int(got[3][1]) >= 1
     assert post("127.0.0.3")[0] == 200     # another address is not limited
+    # A limited POST on a keep-alive connection: its body is not read, so the
+    # answer says Connection: close (and a GET after it on a new one works).
+    conn = https_conn(cluster, "127.0.0.2")
+    conn.request("POST", "/kernel", body="timeout=0", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 429 and r.getheader("connection") == "close"
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
 
 
 def test_bad_requests_are_rejected_and_the_edge_survives(cluster):
