@@ -45,8 +45,8 @@ def cellserver(module_children):
         pytest.skip("needs Debian's chromium (deploy/install)")
     if not BUNDLE.exists():
         if shutil.which("npm") is None:
-            pytest.skip("needs the widgets bundle (deploy/install.d/21-widgets.sh)")
-        subprocess.run(["bash", str(ROOT / "deploy/install.d/21-widgets.sh")], check=True,
+            pytest.skip("needs the widgets bundle (deploy/install.d/20-frontend.sh)")
+        subprocess.run(["bash", str(ROOT / "deploy/install.d/20-frontend.sh")], check=True,
                        env={"HERE": str(ROOT), "QUIET": "1", "PATH": "/usr/bin:/bin:/usr/local/bin"})
     if os.environ.get("WIDGETS_TEST_URL"):  # an already running cell server
         yield os.environ["WIDGETS_TEST_URL"]
