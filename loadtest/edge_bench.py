@@ -57,6 +57,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from loadtest.permalink_failover import Conn   # the keep-alive HTTP/1.1 client both drills use
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 TEMPLATE = os.path.join(ROOT, "loadtest", "haproxy.cfg.tmpl")
@@ -395,40 +397,6 @@ def bench_table(s: dict[str, dict], rounds: int) -> str:
 
 
 # failover drill -------------------------------------------------------------------------------------
-class Client:
-    """One keep-alive HTTP/1.1 connection (asyncio), Content-Length responses only."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.reader = self.writer = None
-
-    async def request(self, method: str, path: str) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode())
-        status_line = await self.reader.readline()
-        length, close = 0, False
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            k, _, v = line.partition(b":")
-            k = k.strip().lower()
-            if k == b"content-length":
-                length = int(v)
-            elif k == b"connection" and v.strip().lower() == b"close":
-                close = True
-        body = await self.reader.readexactly(length) if length else b""
-        if close or not status_line:
-            self.close()
-        return int(status_line.split()[1]), body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
 @dataclass
 class Event:
     what: str             # SIGKILL f1 | SIGSTOP f2
@@ -448,15 +416,16 @@ async def drill(procs: Procs, ports: dict[str, int], edge_port: int, args) -> li
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    idle: list[Client] = []
+    idle: list[Conn] = []
     inflight: set = set()
 
     async def one():
-        c = idle.pop() if idle else Client(edge_port)
+        c = idle.pop() if idle else Conn("127.0.0.1", edge_port)
         t0 = loop.time()
         try:
             status, _ = await asyncio.wait_for(c.request("POST", "/kernel"), 30)
-            samples.append((t0, loop.time(), status, "" if status == 200 else f"HTTP {status}"))
+            samples.append((t0, loop.time(), status, "" if status == 200 else
+                            f"HTTP {status}" if status else "connection error"))
             if c.writer is not None:
                 idle.append(c)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError) as e:
@@ -476,7 +445,7 @@ async def drill(procs: Procs, ports: dict[str, int], edge_port: int, args) -> li
             next_at += step
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
-    poller = Client(edge_port)
+    poller = Conn("127.0.0.1", edge_port)
 
     async def state() -> dict:
         try:
