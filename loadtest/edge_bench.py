@@ -57,7 +57,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from loadtest.permalink_failover import Conn   # the keep-alive HTTP/1.1 client both drills use
+from loadtest.permalink_failover import Conn, free_ports   # shared with the permalink drills
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -90,17 +90,6 @@ site.log = lambda request: None
 reactor.listenTCP(port, site, interface="127.0.0.1", backlog=1024)
 reactor.run()
 """
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
 from tests.support.ports import free_port
 from tests.support.procs import ARTIFACTS, http_ok, kernel_runtime_dir, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = ARTIFACTS / "screenshots"
 
 EMBED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A course page</title>
@@ -60,16 +58,6 @@ def server(module_children, tmp_path_factory):
     embed = f"http://127.0.0.2:{page_port}/course.html"
     wait_until(lambda: http_ok(embed), 20, "the embedding page's server")
     return {"base": base, "embed": embed, "child": cs}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

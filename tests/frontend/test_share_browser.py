@@ -14,14 +14,11 @@ import urllib.request
 
 import pytest
 
+from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
 from tests.support.ports import free_port
 from tests.support.procs import ROOT, http_ok, kernel_runtime_dir, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--ignore-certificate-errors"]
 TERMS = "<h2>Terms of use</h2><p>Be kind to the servers. No mining.</p>"
 
 
@@ -90,16 +87,6 @@ def tos_server(module_children, tmp_path_factory):
     base = f"http://127.0.0.1:{port}/"
     wait_until(lambda: http_ok(base + "healthz"), 60, "cell server with terms", child=cs)
     return base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

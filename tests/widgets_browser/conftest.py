@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
 from tests.support.ports import free_port
 from tests.support.procs import ROOT, http_ok, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HERE = Path(__file__).parent
 BUNDLE = ROOT / "cellserver" / "static" / "build" / "widgets.js"
 
@@ -64,15 +62,6 @@ def cellserver(module_children):
     yield url
     child.stop()
     shutil.rmtree(runtime, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
