@@ -33,7 +33,7 @@ def f(x=slider(0, 10)):
 <div id="b"><script type="text/x-sage">f.x = 5
 print("moved")</script></div>
 <script>
-  sagecell.makeSagecell({{inputLocation: "#plain"}});
+  window.plain = sagecell.makeSagecell({{inputLocation: "#plain"}});
   sagecell.makeSagecell({{inputLocation: "#a", linked: true}});
   sagecell.makeSagecell({{inputLocation: "#b", linked: true}});
 </script></body></html>
@@ -93,3 +93,17 @@ def test_linked_cell_moves_the_slider(page):
     readout = page.locator("#a .interact-control-x .widget-readout")
     page.wait_for_function("el => el.innerText.trim() === '5'", arg=readout.element_handle())
     assert "x is" not in page.locator("#b .sagecell-output").inner_text()
+
+
+def test_an_interact_whose_kernel_dies_says_disconnected_and_disables_its_controls(page, cellserver):
+    evaluate(page, "#plain")
+    wait_text(page.locator("#plain .interact-output"), "n 1 red")
+    kid = page.evaluate("window.plain.kernelOf().id")
+    assert page.request.delete(f"{cellserver}kernel/{kid}").status in (200, 204)
+    note = page.locator("#plain .cellstack-widgets-note")
+    note.wait_for(timeout=15_000)
+    assert note.inner_text().startswith("Disconnected")
+    page.wait_for_function("() => [...document.querySelectorAll('#plain .interact-control-color button')]"
+                           ".every(b => b.disabled)", timeout=10_000)
+    from tests.widgets_browser.test_interacts_browser import _artifact
+    page.screenshot(path=str(_artifact("embedded-interact-disconnected.png")), full_page=True)
