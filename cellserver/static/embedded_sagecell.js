@@ -308,6 +308,10 @@
     } else if (data["text/latex"] !== undefined && window.MathJax && MathJax.typesetPromise) {
       box.textContent = data["text/latex"];
       MathJax.typesetPromise([box]).catch(function () {});
+    } else if (data["text/latex"] !== undefined &&
+               (data["text/plain"] === undefined || /^<[\w.]+ object( at 0x[0-9a-f]+)?>$/.test(data["text/plain"]))) {
+      // no MathJax, and the plain text is only a repr like <IPython.core.display.Latex object>: the source
+      box.appendChild(el("pre", { class: "sagecell-result sagecell-latex", text: data["text/latex"] }));
     } else if (data["text/plain"] !== undefined) {
       var pre = el("pre", { class: "sagecell-result" });
       ansiToNodes(data["text/plain"], pre);
@@ -595,6 +599,8 @@
               if (c.ename === "KeyboardInterrupt") cell.interrupted = true;
             }
           } else {
+            // the iopub error comes before the iopub idle; the shell's execute_reply may come after it
+            if (t === "error") { cell.errored = true; if (c.ename === "KeyboardInterrupt") cell.interrupted = true; }
             out.handle(msg);
           }
         });
@@ -602,7 +608,6 @@
         cell.interrupted = false;
         cell.errored = false;
         stopButton.disabled = false;
-        if (opts.callback) try { opts.callback(); } catch (e) { /* the page's callback */ }
       }).catch(function (err) {
         if (err.status === 429) finish("rate limited: try again in " + (err.retryAfter || 1) + " s", "ratelimited");
         else if (err.status === 503) finish("no capacity: all kernels are busy, try again soon", "nocapacity");
@@ -775,6 +780,10 @@
     cell.setCode = setCode;
     cell.kernelOf = function () { return cell.kernel || linked[opts.linkKey || "default"]; };
     if (opts.autoeval && code.trim()) setTimeout(evaluate, 0);
+    // (issue 6) as SageMathCell's: called once, when the cell has been built
+    if (typeof opts.callback === "function") setTimeout(function () {
+      if (!cell.deleted) try { opts.callback(cell); } catch (e) { if (window.console) console.error(e); }
+    }, 0);
     return cell;
   }
 
