@@ -488,11 +488,13 @@
     var share = el("div", { class: "sagecell-links", hidden: "hidden" });
     var output = el("div", { class: "sagecell-output", "aria-label": "Output" });
     cell.output = output;
-    var toolbar = el("div", { class: "sagecell-toolbar" }, [evalButton, stopButton,
+    // hide: ["evalButton"] hides only that button (as SageMathCell does): Stop,
+    // Share and the status line stay.
+    var toolbar = el("div", { class: "sagecell-toolbar" }, [hide.indexOf("evalButton") < 0 ? evalButton : null, stopButton,
       languages.length > 1 && hide.indexOf("language") < 0 ? lang : null,
       hide.indexOf("permalink") < 0 && hide.indexOf("share") < 0 ? shareButton : null, status]);
     var box = el("div", { class: "sagecell", "data-editor": "textarea" }, [hide.indexOf("editor") < 0 ? editor : null,
-      hide.indexOf("evalButton") < 0 ? toolbar : null, share]);
+      toolbar, share]);
     input.appendChild(box);
     (outLoc || box).appendChild(output);
     cell.editor = editor;

@@ -169,6 +169,8 @@ def test_hide_editor_eval_button_and_permalink(server, page):
     assert out(page, "#noed").inner_text().strip() == "no editor here"
     # hide: ["evalButton"]: the editor stays, no Evaluate button; Shift+Enter / evaluate() still run it
     assert page.locator("#nobtn .sagecell-evaluate").count() == 0
+    assert page.locator("#nobtn .sagecell-stop").count() == 1           # only that button is hidden
+    assert page.locator("#nobtn .sagecell-status").count() == 1
     assert page.locator("#nobtn .sagecell > :is(textarea.sagecell-editor, .sagecell-cm)").count() == 1
     run(page, "nobtn")
     wait_state(page, "#nobtn", "finished")
