@@ -2,21 +2,20 @@
 
 SageMathCell shows, after an execution, links to the files the code wrote in
 its working directory (served by the cell server under
-``/kernel/<id>/files/<path>``).  :func:`install` registers two IPython
-event hooks on the template's shell (before the fork, so every kernel
-shares them):
-
-- ``pre_run_cell``: a snapshot of the working directory -- relative path ->
-  (size, mtime_ns) -- in one bounded ``os.scandir`` walk;
-- ``post_run_cell``: the same walk again; if some files are new or changed,
-  one ``display_data`` (parent: the execution, like the inline figures the
-  ``post_execute`` hook of matplotlib_inline flushes just before)::
+``/kernel/<id>/files/<path>``).  :func:`install` registers one IPython
+event hook on the template's shell (before the fork, so every kernel
+shares it), ``post_run_cell``: a bounded ``os.scandir`` walk of the working
+directory -- relative path -> (size, mtime_ns) -- compared with the walk
+taken when the kernel started (:func:`set_root`) or after the previous
+execution; if some files are new or changed, one ``display_data`` (parent:
+the execution, like the inline figures the ``post_execute`` hook of
+matplotlib_inline flushes just before)::
 
       {"application/x-cellstack-files": {"files": ["out.txt", "data/a.csv"], "more": 0},
        "text/plain": "Files written: out.txt, data/a.csv"}
 
-Silent executions (``silent=True``: the front end's helpers) fire neither
-hook.  Hidden names (``.cache``, ``.config``, ...), ``__pycache__``,
+Silent executions (``silent=True``: the front end's helpers) fire no hook:
+what they write is listed after the next execution.  Hidden names (``.cache``, ``.config``, ...), ``__pycache__``,
 symlinks and the IPython directory are skipped; the walk stops after
 ``MAX_SCAN`` entries and at ``MAX_DEPTH`` levels, at most ``MAX_REPORT``
 files are listed (``more`` counts the rest).  When the walk was cut short
@@ -56,6 +55,7 @@ def set_root(path: str | None) -> None:
     if ipdir:
         skip.add(os.path.realpath(ipdir))
     _skip = frozenset(skip)
+    _take_snapshot()
 
 
 def snapshot(root: str, limit: int = MAX_SCAN, skip: frozenset[str] = frozenset()) -> tuple[dict[str, tuple[int, int]], bool]:
@@ -115,23 +115,27 @@ def bundle(paths: list[str]) -> dict:
     return {MIME: {"files": shown, "more": more}, "text/plain": text}
 
 
-def pre_run_cell(info=None) -> None:
+def _take_snapshot() -> None:
+    """The directory as it is now: what the next execution is compared with."""
     global _before, _before_cut, _started_ns
-    if _root is None:
-        return
-    # Coarse file-system clocks: a file written in this execution may carry a
-    # slightly earlier stamp than time.time_ns() here.
+    # Coarse file-system clocks: a file written in the next execution may carry
+    # a slightly earlier stamp than time.time_ns() here.
     _started_ns = time.time_ns() - 50_000_000
     _before, _before_cut = snapshot(_root, MAX_SCAN, _skip)
 
 
 def post_run_cell(result=None) -> None:
-    global _before
-    before, _before = _before, None
-    if _root is None or before is None:
+    """After an execution: publish what it wrote, then remember the directory
+    for the next one.  There is deliberately no ``pre_run_cell`` hook: IPython
+    runs it after ``execute_input`` is published and swallows a
+    KeyboardInterrupt raised in it, so an interrupt that arrived then (a Stop
+    pressed at once) was lost and the code ran on."""
+    if _root is None:
         return
+    before = _before
     after, cut = snapshot(_root, MAX_SCAN, _skip)
-    paths = changed(before, after, _started_ns if (cut or _before_cut) else None)
+    paths = changed(before, after, _started_ns if (cut or _before_cut) else None) if before is not None else []
+    _take_snapshot()
     if not paths:
         return
     from IPython.display import publish_display_data
@@ -140,5 +144,4 @@ def post_run_cell(result=None) -> None:
 
 def install(shell) -> None:
     """Register the hooks on ``shell`` (the warm template's, before the fork)."""
-    shell.events.register("pre_run_cell", pre_run_cell)
     shell.events.register("post_run_cell", post_run_cell)
