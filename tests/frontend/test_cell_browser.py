@@ -3,16 +3,14 @@ Playwright) against a real ``twistd cellserver``, embedded in a page served
 from another origin, as a teacher's course page would be."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
+from tests.support.embedding import cell_server_and_site
 from tests.support.ports import free_port
 from tests.support.procs import ARTIFACTS, http_ok, kernel_runtime_dir, wait_until
 
@@ -40,24 +38,10 @@ h1 {{ font-weight: normal; }}</style>
 
 @pytest.fixture(scope="module")
 def server(module_children, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (deploy/install installs it)")
-    tmp = tmp_path_factory.mktemp("fe")
-    port = free_port()
-    cs = module_children.twistd("cellserver", "cellserver", [
-        "--node", "f1", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("f1"),
-        "--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "4"])
-    base = f"http://127.0.0.1:{port}/"
-    wait_until(lambda: http_ok(base + "healthz"), 60, "cell server", child=cs)
-    site = tmp / "site"
-    site.mkdir()
-    (site / "course.html").write_text(EMBED.format(server=base))
-    page_port = free_port()
-    module_children.start("embedding-site", [sys.executable, "-m", "http.server", str(page_port),
-                                             "--bind", "127.0.0.2", "--directory", str(site)])
-    embed = f"http://127.0.0.2:{page_port}/course.html"
-    wait_until(lambda: http_ok(embed), 20, "the embedding page's server")
-    return {"base": base, "embed": embed, "child": cs}
+    s = cell_server_and_site(module_children, tmp_path_factory.mktemp("fe") / "site", "f1",
+                             lambda base: {"course.html": EMBED.format(server=base)},
+                             ["--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "4"])
+    return dict(s, embed=s["embed"] + "course.html")
 
 
 @pytest.fixture

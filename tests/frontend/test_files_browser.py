@@ -8,14 +8,11 @@ the names stay, unlinked, with a note saying why.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.frontend.test_cell_browser import CHROMIUM, browser, page, shot_of, wait_state  # noqa: F401
-from tests.support.ports import free_port
-from tests.support.procs import http_ok, kernel_runtime_dir, wait_until
+from tests.support.embedding import cell_server_and_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -52,24 +49,11 @@ def f(n=3):
 
 @pytest.fixture(scope="module")
 def server(module_children, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (deploy/install installs it)")
-    tmp = tmp_path_factory.mktemp("files")
-    port = free_port()
-    cs = module_children.twistd("cellserver", "cellserver", [
-        "--node", "ff1", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("ff1"),
-        "--ready-kernels", "2", "--max-kernels", "8", "--kernels-per-session", "4", "--files-grace", "4"])
-    base = f"http://127.0.0.1:{port}/"
-    wait_until(lambda: http_ok(base + "healthz"), 60, "cell server", child=cs)
-    site = tmp / "site"
-    site.mkdir()
-    (site / "files.html").write_text(PAGE.format(server=base, linked=LINKED_CODE))
-    page_port = free_port()
-    module_children.start("files-site", [sys.executable, "-m", "http.server", str(page_port),
-                                         "--bind", "127.0.0.2", "--directory", str(site)])
-    url = f"http://127.0.0.2:{page_port}/files.html"
-    wait_until(lambda: http_ok(url), 20, "the embedding page's server")
-    return {"base": base, "url": url}
+    s = cell_server_and_site(module_children, tmp_path_factory.mktemp("files") / "site", "ff1",
+                             lambda base: {"files.html": PAGE.format(server=base, linked=LINKED_CODE)},
+                             ["--ready-kernels", "2", "--max-kernels", "8", "--kernels-per-session", "4",
+                              "--files-grace", "4"])
+    return dict(s, url=s["embed"] + "files.html")
 
 
 def test_a_linked_cell_links_the_files_it_wrote_and_they_open(server, page):

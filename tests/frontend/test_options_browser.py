@@ -6,15 +6,12 @@ stdout/stderr interleaving, ANSI colours, SVG, clear_output,
 update_display_data and text/latex without MathJax."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.frontend.test_cell_browser import SHOTS, shot, wait_state  # noqa: F401
 from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
-from tests.support.ports import free_port
-from tests.support.procs import http_ok, kernel_runtime_dir, wait_until
+from tests.support.embedding import cell_server_and_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -83,25 +80,11 @@ OUTPUTS = HEAD + """<h1>Outputs</h1><div id="out">print(1)</div><div id="other">
 
 @pytest.fixture(scope="module")
 def server(module_children, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (deploy/install installs it)")
-    tmp = tmp_path_factory.mktemp("fe-options")
-    port = free_port()
-    cs = module_children.twistd("cellserver", "cellserver", [
-        "--node", "f3", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("f3"),
-        "--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "6"])
-    base = f"http://127.0.0.1:{port}/"
-    wait_until(lambda: http_ok(base + "healthz"), 60, "cell server", child=cs)
-    site = tmp / "site"
-    site.mkdir()
-    for name, text in [("options", OPTIONS), ("linked", LINKED), ("outputs", OUTPUTS)]:
-        (site / f"{name}.html").write_text(text.format(server=base, title=name.title()))
-    page_port = free_port()
-    module_children.start("embedding-site", [sys.executable, "-m", "http.server", str(page_port),
-                                             "--bind", "127.0.0.2", "--directory", str(site)])
-    embed = f"http://127.0.0.2:{page_port}/"
-    wait_until(lambda: http_ok(embed + "options.html"), 20, "the embedding page's server")
-    return {"base": base, "embed": embed, "child": cs}
+    return cell_server_and_site(
+        module_children, tmp_path_factory.mktemp("fe-options") / "site", "f3",
+        lambda base: {f"{name}.html": text.format(server=base, title=name.title())
+                      for name, text in [("options", OPTIONS), ("linked", LINKED), ("outputs", OUTPUTS)]},
+        ["--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "6"])
 
 
 @pytest.fixture
