@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from loadtest.sessions import KernelSocket, check_loopback, compute, open_socket, react
+from loadtest.sessions import KernelSocket, Run, check_loopback, compute, open_socket, react, tls_for
 from loadtest.stats import percentile
 
 
@@ -69,41 +68,24 @@ def mem_available_mb() -> int:
     return -1
 
 
-class _Clock:
-    """The bits of ``sessions.Run`` that ``compute`` uses."""
-
-    def __init__(self, reactor, timeout: float):
-        self.reactor = reactor
-        self.t0 = reactor.seconds()
-        self.args = argparse.Namespace(timeout=timeout)
-        self.samples = []
-
-    def now(self) -> float:
-        return self.reactor.seconds() - self.t0
-
-    def record(self, phase, started, ok, error=""):
-        from loadtest.stats import Sample
-        self.samples.append(Sample(phase, started, self.now() - started, ok, error))
-
-
 class Session:
     def __init__(self, i: int, ks: KernelSocket, kernel_id: str, http, session: str):
         self.i, self.ks, self.kernel_id, self.http, self.session = i, ks, kernel_id, http, session
 
 
-def _client(reactor, tls_trust, source: str):
+def _client(reactor, policy, source: str):
+    """An HTTP client whose connections come from the loopback address ``source``."""
     import treq
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+    from twisted.web.client import Agent
 
-    if tls_trust is not None:
-        return treq.client.HTTPClient(Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=tls_trust),
-                                            bindAddress=(source, 0)))
+    if policy is not None:
+        return treq.client.HTTPClient(Agent(reactor, contextFactory=policy, bindAddress=(source, 0)))
     return treq.client.HTTPClient(Agent(reactor, bindAddress=(source, 0)))
 
 
-async def open_session(reactor, args, clock: _Clock, i: int, tls_trust, tls_options) -> Session:
+async def open_session(reactor, args, clock: Run, i: int, policy, tls_options) -> Session:
     source = source_address(i)
-    http = _client(reactor, tls_trust, source)
+    http = _client(reactor, policy, source)
     session = uuid.uuid4().hex
     resp = await http.post(args.url + "kernel", data={"accepted_tos": "true", "timeout": str(args.keep),
                                                        "CellSessionID": session}).addTimeout(args.timeout, reactor)
@@ -125,18 +107,11 @@ async def open_session(reactor, args, clock: _Clock, i: int, tls_trust, tls_opti
 
 
 async def run(reactor, args) -> Report:
-    from twisted.internet import defer, ssl
+    from twisted.internet import defer
     from twisted.internet.task import deferLater
-    from urllib.parse import urlsplit
 
-    trust = tls_options = None
-    if args.url.startswith("https"):
-        if args.cafile:
-            with open(args.cafile, "rb") as f:
-                trust = ssl.Certificate.loadPEM(f.read())
-        host = urlsplit(args.url).hostname
-        tls_options = ssl.optionsForClientTLS(host, trustRoot=trust) if trust else ssl.optionsForClientTLS(host)
-    clock = _Clock(reactor, args.timeout)
+    policy, tls_options = tls_for(args.url, args.cafile)
+    clock = Run(reactor, argparse.Namespace(timeout=args.timeout, duration=args.max_seconds))
     report = Report()
     held: list[Session] = []
     opened: list[Session] = []       # every session, held or not: all are closed at the end
@@ -155,7 +130,7 @@ async def run(reactor, args) -> Report:
     while len(held) < args.target and failures <= args.tolerate and reactor.seconds() < deadline:
         t = reactor.seconds()
         try:
-            held.append(await open_session(reactor, args, clock, i, trust, tls_options))
+            held.append(await open_session(reactor, args, clock, i, policy, tls_options))
             opened.append(held[-1])
             opened_ms.append((reactor.seconds() - t) * 1000)
         except Exception as e:  # noqa: BLE001 - every failure is reported by kind

@@ -30,7 +30,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from loadtest.stats import Sample, summarise, table
 
@@ -93,26 +93,31 @@ class Run:
         self.samples.append(Sample(phase, started, self.now() - started, ok, error))
 
 
+def tls_for(url: str, cafile: str | None):
+    """(HTTPS policy for Agents, TLS options for websockets) trusting ``cafile``,
+    or (None, None) for a plain-HTTP ``url``."""
+    from twisted.internet import ssl
+    from twisted.web.client import BrowserLikePolicyForHTTPS
+
+    if not url.startswith("https"):
+        return None, None
+    trust = None
+    if cafile:
+        with open(cafile, "rb") as f:
+            trust = ssl.Certificate.loadPEM(f.read())
+    host = urlsplit(url).hostname
+    return BrowserLikePolicyForHTTPS(trustRoot=trust), ssl.optionsForClientTLS(host, trustRoot=trust)
+
+
 def make_clients(reactor, args):
     """An HTTP agent and the TLS options for websockets (trusting --cafile)."""
     import treq
-    from twisted.internet import ssl
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+    from twisted.web.client import Agent, HTTPConnectionPool
 
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max(10, args.users)
-    tls_options = None
-    if args.url.startswith("https"):
-        trust = None
-        if args.cafile:
-            with open(args.cafile, "rb") as f:
-                trust = ssl.Certificate.loadPEM(f.read())
-        policy = BrowserLikePolicyForHTTPS(trustRoot=trust) if trust else BrowserLikePolicyForHTTPS()
-        agent = Agent(reactor, contextFactory=policy, pool=pool)
-        host = urlsplit(args.url).hostname
-        tls_options = ssl.optionsForClientTLS(host, trustRoot=trust) if trust else ssl.optionsForClientTLS(host)
-    else:
-        agent = Agent(reactor, pool=pool)
+    policy, tls_options = tls_for(args.url, args.cafile)
+    agent = Agent(reactor, contextFactory=policy, pool=pool) if policy else Agent(reactor, pool=pool)
     return treq.client.HTTPClient(agent), tls_options, pool
 
 
