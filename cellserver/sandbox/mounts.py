@@ -107,19 +107,26 @@ def _covered(path: str, dirs) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
+def _entries_and_links(paths: list[str], is_kind) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split host ``paths`` into those that exist as ``is_kind`` (to bind) and
+    symlinks (to recreate as (path, target), e.g. Debian's /bin -> usr/bin)."""
+    entries, links = [], []
+    for p in paths:
+        if os.path.islink(p):
+            links.append((p, os.readlink(p)))
+        elif is_kind(p):
+            entries.append(p)
+    return entries, links
+
+
 def root_spec(mountpoint: str, home_mb: int = 64, tmp_mb: int = 64, shm_mb: int = 16,
               extra_ro: tuple[str, ...] = ()) -> RootSpec:
     """The read-only parts of a kernel's root on this machine: /usr and the
     interpreter's prefixes (never ``sys.path`` as a whole: the project tree is
     on it and must stay hidden; what the kernel needs of it is imported in the
     template)."""
-    ro, links = ["/usr"], []
-    for name in TOP_LINKS:
-        p = "/" + name
-        if os.path.islink(p):
-            links.append((p, os.readlink(p)))
-        elif os.path.isdir(p):
-            ro.append(p)
+    top, links = _entries_and_links(["/" + name for name in TOP_LINKS], os.path.isdir)
+    ro = ["/usr", *top]
     exe = os.path.realpath(sys.executable)
     candidates = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
                   os.path.dirname(os.path.dirname(exe)), *extra_ro]
@@ -137,13 +144,7 @@ def root_spec(mountpoint: str, home_mb: int = 64, tmp_mb: int = 64, shm_mb: int 
         d = os.path.dirname(os.path.realpath(p))
         if not _covered(d, ro):
             ro.append(d)
-    etc_files, etc_links = [], []
-    for name in ETC_FILES:
-        p = "/etc/" + name
-        if os.path.islink(p):
-            etc_links.append((p, os.readlink(p)))
-        elif os.path.isfile(p):
-            etc_files.append(p)
+    etc_files, etc_links = _entries_and_links(["/etc/" + name for name in ETC_FILES], os.path.isfile)
     for name in ETC_DIRS:
         p = "/etc/" + name
         if os.path.isdir(p) and not os.path.islink(p):
