@@ -213,7 +213,7 @@ class Edge:
 
     def _fast_check(self, name: str) -> None:
         del self._fast_checks[name]
-        self._check(name, self.health_urls[name])
+        self.suspect(name)
 
     def _changed(self, name: str, state: P.HealthState, gone: bool = False) -> None:
         """``name`` went up or down; ``gone``: down because nothing listens there."""
