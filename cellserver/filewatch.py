@@ -115,13 +115,14 @@ def bundle(paths: list[str]) -> dict:
     return {MIME: {"files": shown, "more": more}, "text/plain": text}
 
 
-def _take_snapshot() -> None:
-    """The directory as it is now: what the next execution is compared with."""
+def _take_snapshot(taken: tuple[dict[str, tuple[int, int]], bool] | None = None) -> None:
+    """Remember the directory as it is now (``taken``: a walk just made) as what
+    the next execution is compared with."""
     global _before, _before_cut, _started_ns
     # Coarse file-system clocks: a file written in the next execution may carry
     # a slightly earlier stamp than time.time_ns() here.
     _started_ns = time.time_ns() - 50_000_000
-    _before, _before_cut = snapshot(_root, MAX_SCAN, _skip)
+    _before, _before_cut = taken if taken is not None else snapshot(_root, MAX_SCAN, _skip)
 
 
 def post_run_cell(result=None) -> None:
@@ -135,7 +136,7 @@ def post_run_cell(result=None) -> None:
     before = _before
     after, cut = snapshot(_root, MAX_SCAN, _skip)
     paths = changed(before, after, _started_ns if (cut or _before_cut) else None) if before is not None else []
-    _take_snapshot()
+    _take_snapshot((after, cut))      # one walk: this execution's "after" is the next one's "before"
     if not paths:
         return
     from IPython.display import publish_display_data
