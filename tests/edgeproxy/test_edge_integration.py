@@ -243,6 +243,7 @@ def test_large_response_to_a_slow_reader_is_streamed_not_buffered(cluster):
 @pytest_twisted.ensureDeferred
 async def test_websocket_through_the_edge_and_close_frame_when_its_server_dies(cluster):
     import treq
+    from twisted.internet.task import deferLater
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
     ca = tssl.Certificate.loadPEM(open(cluster["ca"], "rb").read())
@@ -261,6 +262,11 @@ async def test_websocket_through_the_edge_and_close_frame_when_its_server_dies(c
         if resp.code == 200 and info["id"].startswith("e2e1-"):
             break
         others.append(info.get("id", "x"))   # held until e2e1 wins, so e2e2's free count stays down
+        cells = cluster["health"]()["cells"]      # the edge learns free counts from its checks (0.2 s)
+        deadline = time.monotonic() + 2
+        while cells["e2e2"]["free"] > cells["e2e1"]["free"] and time.monotonic() < deadline:
+            await deferLater(reactor, 0.1, lambda: None)
+            cells = cluster["health"]()["cells"]
     for other in others:
         await client().delete(base + f"kernel/{other}")
     assert info["id"].startswith("e2e1-"), info
