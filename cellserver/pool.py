@@ -38,7 +38,7 @@ from cellserver.provider import layout
 from cellserver.provider import protocol as P
 from cellserver.provider.plan import kernels_to_start, restart_delay
 from cellserver.provider_settings import ProviderSettings
-from cellserver.sandbox.apply import cleanup as sandbox_cleanup, cgroup_dirs
+from cellserver.sandbox.apply import cleanup as sandbox_cleanup, cgroup_dirs, stale_cgroups
 from cellserver.sandbox.mounts import unmount_home, unmount_under
 
 QUICK_DEATH = 10.0      # a provider that dies sooner than this after start counts as failing
@@ -176,6 +176,8 @@ class KernelPoolService(service.Service):
             unmount_under(d)                            # home tmpfs a killed provider left mounted
             shutil.rmtree(d, ignore_errors=True)        # leftovers of a crashed run of this node
             os.makedirs(d, mode=0o711)
+        if self.settings.sandbox.enabled:
+            sandbox_cleanup(stale_cgroups(self.settings.sandbox, self.node))   # and its cgroups
         self._ctx = zmq.Context()
         self._ctx.set(zmq.MAX_SOCKETS, max(1024, 4 * self.settings.max_kernels + 64))
         self._spawn()

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 
+from cellserver.kernelid import node_of
 from cellserver.sandbox import mounts
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
@@ -100,6 +101,21 @@ def _try_mounts() -> tuple[bool, str]:
 
 def cgroup_dirs(settings: SandboxSettings, kid: str) -> list[str]:
     return [os.path.join(settings.cgroup_root, c, settings.cgroup_name, kid) for c in CONTROLLERS]
+
+
+def stale_cgroups(settings: SandboxSettings, node: str) -> list[str]:
+    """This node's kernel cgroups still on the host: what a provider killed
+    before its clean-up (SIGKILL, a crash) left."""
+    found = []
+    for c in CONTROLLERS:
+        parent = os.path.join(settings.cgroup_root, c, settings.cgroup_name)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        found += [os.path.join(parent, n) for n in names
+                  if node_of(n) == node and os.path.isdir(os.path.join(parent, n))]
+    return found
 
 
 def prepare(settings: SandboxSettings, plan: Plan, kid: str, uid: int | None, dirs: list[str],

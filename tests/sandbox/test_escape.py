@@ -296,19 +296,48 @@ def test_kernels_die_with_a_killed_provider(server):
 
 def test_a_killed_cell_server_leaves_no_kernel_mount_or_cgroup(module_children):
     """kill -9 of the cell server: its provider gets SIGTERM (parent-death
-    signal) and cleans up like on a normal stop."""
+    signal) and cleans up like on a normal stop.  Cgroups a provider killed
+    before its clean-up left (planted here, one with a process in it) are
+    removed when that node starts again; another node's are not touched."""
     import signal
+    import subprocess
 
-    port = free_port()
-    runtime = kernel_runtime_dir("sbk")
-    child = module_children.twistd("sandboxed-killed", "cellserver", [
-        "--node", "sbk", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", runtime,
-        "--ready-kernels", "2", "--max-kernels", "4", "--preload", ""])
-    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "sandboxed cell server", child=child)
-    wait_until(lambda: host_mounts().count(f" {runtime}/work/") >= 2, 20, "two ready kernels' homes")
-    os.kill(child.pid, signal.SIGKILL)
-    wait_until(lambda: f" {runtime}/" not in host_mounts(), 15, "the kernels' home tmpfs unmounted")
-    wait_until(lambda: not glob.glob(runtime + "/work/*") and not glob.glob(runtime + "/sock/*"), 10,
-               "the kernels' directories removed")
-    wait_until(lambda: not any(d.startswith("sbk-") for d in os.listdir("/sys/fs/cgroup/pids/cellstack")), 10,
-               "the kernels' cgroups removed")
+    pids_root = "/sys/fs/cgroup/pids/cellstack"
+    controllers = ("memory", "pids", "cpu")
+    stale, other = "sbk-" + "0" * 32, "sbkx-" + "0" * 32
+    for name in (stale, other):
+        for c in controllers:
+            os.makedirs(f"/sys/fs/cgroup/{c}/cellstack/{name}", exist_ok=True)
+    left = subprocess.Popen(["sleep", "120"])
+    try:
+        with open(f"{pids_root}/{stale}/cgroup.procs", "w") as f:
+            f.write(str(left.pid))
+        port = free_port()
+        runtime = kernel_runtime_dir("sbk")
+        child = module_children.twistd("sandboxed-killed", "cellserver", [
+            "--node", "sbk", "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", runtime,
+            "--ready-kernels", "2", "--max-kernels", "4", "--preload", ""])
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "sandboxed cell server", child=child)
+        assert left.wait(10) == -signal.SIGKILL
+        assert not any(os.path.exists(f"/sys/fs/cgroup/{c}/cellstack/{stale}") for c in controllers)
+        assert all(os.path.isdir(f"/sys/fs/cgroup/{c}/cellstack/{other}") for c in controllers)
+
+        wait_until(lambda: host_mounts().count(f" {runtime}/work/") >= 2, 20, "two ready kernels' homes")
+        kernels = [d for d in os.listdir(pids_root) if d.startswith("sbk-")]
+        assert len(kernels) >= 2
+        os.kill(child.pid, signal.SIGKILL)
+        wait_until(lambda: f" {runtime}/" not in host_mounts(), 15, "the kernels' home tmpfs unmounted")
+        wait_until(lambda: not glob.glob(runtime + "/work/*") and not glob.glob(runtime + "/sock/*"), 10,
+                   "the kernels' directories removed")
+        wait_until(lambda: not any(os.path.exists(f"/sys/fs/cgroup/{c}/cellstack/{k}")
+                                   for c in controllers for k in kernels), 10, "the kernels' cgroups removed")
+    finally:
+        if left.poll() is None:
+            left.kill()
+            left.wait()
+        for name in (stale, other):
+            for c in controllers:
+                try:
+                    os.rmdir(f"/sys/fs/cgroup/{c}/cellstack/{name}")
+                except OSError:
+                    pass

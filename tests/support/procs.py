@@ -63,12 +63,24 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
-        # Reap anything left in the group (e.g. a kernel provider) by PID group.
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # What is left in the group (a kernel provider whose cell server was
+        # killed) gets time to clean up (kernels' mounts, cgroups), then SIGKILL.
+        self._end_group(timeout=5.0)
         return self.popen.returncode
+
+    def _end_group(self, timeout: float) -> None:
+        def group(sig: int) -> bool:
+            try:
+                os.killpg(self.popen.pid, sig)
+                return True
+            except (ProcessLookupError, PermissionError):
+                return False
+        if not group(signal.SIGTERM):
+            return
+        deadline = time.monotonic() + timeout
+        while group(0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        group(signal.SIGKILL)
 
 
 class Children:
