@@ -69,15 +69,19 @@ def jupyter_client_figures(samples: int, cold: int) -> tuple[list[float], list[f
     return rts, starts
 
 
-def pss_kb(pid: int) -> int | None:
+def pss_kb(pid: int, tree: bool = True) -> int | None:
+    """PSS of the process and its descendants: a sandboxed kernel's pid is its
+    pid namespace's init, and the kernel proper is init's child."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
+            own = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        if not tree:
+            return own
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except (OSError, StopIteration):
         return None
-    return None
+    return own + sum(filter(None, (pss_kb(k) for k in kids)))
 
 
 async def ours(reactor, args, sandbox=None) -> dict:
@@ -134,7 +138,7 @@ async def ours(reactor, args, sandbox=None) -> dict:
         # PSS of idle ready kernels (give them a moment to settle)
         await task.deferLater(reactor, 2.0)
         out["pss"] = [p / 1024 for p in (pss_kb(k.pid) for k in list(pool._ready.values())) if p]
-        out["pss_template"] = (pss_kb(pool.provider_pid) or 0) / 1024
+        out["pss_template"] = (pss_kb(pool.provider_pid, tree=False) or 0) / 1024
         # take -> 1+1 reply on a warm pool (one at a time, pool refilled in between)
         take_rt = []
         pool.ready_times.clear()

@@ -25,7 +25,7 @@ import traceback
 from cellserver.provider import protocol as P
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
-from cellserver.sandbox import apply as sandbox
+from cellserver.sandbox import apply as sandbox, pidns
 from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
 
 PR_SET_PDEATHSIG = 1
@@ -56,6 +56,9 @@ class Provider:
         self.by_kid: dict[str, int] = {}
         self.lines = P.LineBuffer()
         self.quitting = False
+        self.in_pidns = bool(self.plan.layers.get("pidns"))
+        # as root the pid namespace is made by our fork (without root: by the child, in its user namespace)
+        self.forker = pidns.Forker() if self.in_pidns and not self.plan.userns else None
         self.pid = os.getpid()
         self._root_spec = None          # the kernels' root file system (mounts layer), made once
         if self.plan.layers.get("seccomp"):
@@ -111,7 +114,7 @@ class Provider:
                 cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir],
                                           home=cmd.work_dir)
             t0 = time.perf_counter()
-            pid = os.fork()
+            pid = self.forker.fork() if self.forker is not None else os.fork()
         except (OSError, ValueError, RuntimeError) as e:
             sandbox.release_dirs(made)
             if "cgroups" in locals():
@@ -136,6 +139,8 @@ class Provider:
             if self.sandbox.enabled:
                 sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,
                                       cmd.work_dir, cmd.sock_dir)
+                if self.in_pidns:
+                    pidns.become_init()    # returns in the kernel (PID 2); init stays and reaps
             run_kernel(key, cmd.sock_dir, cmd.work_dir)
             code = 0
         except SystemExit as e:
@@ -187,6 +192,8 @@ class Provider:
             if slot is not None:
                 self.slots.release(slot)    # free only now: nothing of that account is left
             self._remove_dirs(cmd)
+            if self.in_pidns:
+                status = pidns.status_of_init(status)   # the kernel's, through its init
             code, sig, reason = P.describe_status(status)
             self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=reason))
 

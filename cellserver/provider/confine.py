@@ -17,7 +17,8 @@ layers here, in this order, after the steps below:
 
 (Done in ``cellserver.sandbox.apply.confine_child``; the mount, IPC, UTS and
 net namespaces and the kernel's own root in ``cellserver.sandbox.mounts``.
-The pid namespace is not used: see ``cellserver.sandbox.settings.PIDNS_WHY``.)
+The pid namespace is made by the provider's fork, and the confined child is
+its init, which then forks the kernel: ``cellserver.sandbox.pidns``.)
 
 Before the fork the provider has made the kernel's two directories (mode
 0700, owned by the provider's user): ``sock_dir`` for the ipc sockets the
@@ -41,6 +42,8 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+
+from cellserver.sandbox.pidns import host_ppid
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def _die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
     except OSError:
         pass
-    if parent_pid and os.getppid() != parent_pid:
+    if parent_pid and host_ppid() != parent_pid:
         os._exit(1)                               # the provider died while we forked
 
 

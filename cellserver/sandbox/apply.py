@@ -23,7 +23,7 @@ import socket
 import time
 
 from cellserver.kernelid import node_of
-from cellserver.sandbox import mounts
+from cellserver.sandbox import mounts, pidns, userns
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
 CLONE_NEWNET = 0x40000000
@@ -43,16 +43,20 @@ def _check(ret: int, what: str) -> None:
 
 def detect(settings: SandboxSettings) -> Capabilities:
     root = os.geteuid() == 0
-    netns = False
-    pid = os.fork()
-    if pid == 0:   # try in a throw-away child: unshare changes the caller for good
-        try:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare")
-            os._exit(0)
-        except OSError:
-            os._exit(1)
-    netns = os.waitpid(pid, 0)[1] == 0
-    mounts_ok, mounts_error = (_try_mounts() if root else (False, "not root"))
+    use_userns = not root and userns.available()
+    if root:
+        pid = os.fork()
+        if pid == 0:   # try in a throw-away child: unshare changes the caller for good
+            try:
+                _check(_libc.unshare(CLONE_NEWNET), "unshare")
+                os._exit(0)
+            except OSError:
+                os._exit(1)
+        netns = os.waitpid(pid, 0)[1] == 0
+    else:
+        netns = use_userns            # userns.available() made one inside it
+    mounts_ok, mounts_error = (_try_mounts(use_userns) if root or use_userns else
+                               (False, "not root, no user namespaces"))
     cgroups = []
     for c in CONTROLLERS:
         d = os.path.join(settings.cgroup_root, c)
@@ -64,17 +68,23 @@ def detect(settings: SandboxSettings) -> Capabilities:
     except (ImportError, OSError):
         seccomp = False
     return Capabilities(root=root, netns=netns, cgroups=tuple(cgroups), seccomp=seccomp,
-                        mounts=mounts_ok, mounts_error=mounts_error)
+                        mounts=mounts_ok, mounts_error=mounts_error, userns=use_userns,
+                        pidns=pidns.available() if root else use_userns)
 
 
-def _try_mounts() -> tuple[bool, str]:
-    """Build a kernel root in a throw-away child (its namespace dies with it)."""
+def _try_mounts(in_userns: bool = False) -> tuple[bool, str]:
+    """Build a kernel root in a throw-away child (its namespace dies with it);
+    ``in_userns``: as a kernel does without root, inside a user namespace and
+    as PID 1 of a pid namespace (a fresh /proc needs one)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.close(r)
+            if in_userns:
+                userns.enter(mounts.MOUNT_FLAGS | CLONE_NEWNET | pidns.CLONE_NEWPID)
+                userns.fork_and_wait()
             why = mounts.try_build()
             os.write(w, why.encode()[:2000])
             code = 0 if not why else 1
@@ -123,8 +133,8 @@ def prepare(settings: SandboxSettings, plan: Plan, kid: str, uid: int | None, di
     """Before the fork: the kernel's cgroups (made, limited), its home tmpfs
     (``home``, one of ``dirs``) and its directories' owner."""
     made = []
-    if home is not None and plan.layers.get("mounts"):
-        mounts.mount_home(home, settings.home_mb, uid)
+    if home is not None and plan.layers.get("mounts") and not plan.userns:
+        mounts.mount_home(home, settings.home_mb, uid)     # the host's namespace: root only
     if plan.layers.get("cgroups"):
         for d, c in zip(cgroup_dirs(settings, kid), CONTROLLERS):
             os.makedirs(d, exist_ok=True)
@@ -208,6 +218,32 @@ def cleanup(cgroups: list[str], timeout: float = 2.0) -> None:
 
 # --- child side --------------------------------------------------------------------
 
+def _nproc_per_userns() -> bool:
+    """Since Linux 5.14 RLIMIT_NPROC counts a uid's processes per user namespace."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
+def _enter_userns(flags: int) -> None:
+    """Not root: the namespaces in ``flags`` made inside a user namespace; with
+    a pid namespace among them, this process stays outside as the waiting
+    parent (``userns.fork_and_wait``) and its child goes on as PID 1."""
+    outer = os.getpid()
+    parent = os.getppid()
+    userns.enter(flags)
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)                              # the provider died meanwhile
+    if flags & pidns.CLONE_NEWPID:
+        userns.fork_and_wait()
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+        if pidns.host_ppid() != outer:
+            os._exit(1)                          # the outer process died meanwhile
+
+
 def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid: int | None,
                   root: "mounts.RootSpec | None" = None, work_dir: str = "", sock_dir: str = "") -> None:
     """In the forked child, single-threaded, before any socket or thread."""
@@ -217,13 +253,20 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
     use_mounts = bool(plan.layers.get("mounts") and root is not None)
     if use_mounts:
         flags |= mounts.MOUNT_FLAGS
-    if flags:
+    if plan.userns:
+        _enter_userns(flags | (pidns.CLONE_NEWPID if plan.layers.get("pidns") else 0))
+    elif flags:
         _check(_libc.unshare(flags), f"unshare({flags:#x})")
+    # In a pid namespace of our own, getppid() is 0: the parent checks below
+    # read the host's /proc (through this fd, once our own /proc is mounted).
+    stat_fd = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC) if plan.layers.get("pidns") else None
     if use_mounts:
         mounts.build_root(root, work_dir, sock_dir, uid)
         os.environ["TMPDIR"] = "/tmp"        # /tmp is the kernel's own tmpfs now
+    if plan.userns:
+        userns.drop_capabilities()           # those it held over its own namespaces
     if uid is not None and plan.layers.get("account"):
-        parent = os.getppid()
+        parent = pidns.host_ppid(stat_fd)
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -231,12 +274,14 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
         # A change of credentials clears the parent-death signal: set it again,
         # or a kernel outlives a killed provider (an orphan holding its uid).
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-        if os.getppid() != parent:
+        if pidns.host_ppid(stat_fd) != parent:
             os._exit(1)                      # the provider died meanwhile
+    if stat_fd is not None:
+        os.close(stat_fd)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     for name, limit in settings.rlimits():
-        if name == "RLIMIT_NPROC" and uid is None:
-            continue                         # per-uid: only meaningful with the kernel's own account
+        if name == "RLIMIT_NPROC" and uid is None and not (plan.userns and _nproc_per_userns()):
+            continue                         # counts a uid's processes: else the whole host user's
         resource.setrlimit(getattr(resource, name), (limit, limit))
     if plan.layers.get("seccomp"):
         install_seccomp()

@@ -5,14 +5,14 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
 
 - ``net``: a new network namespace with only a down loopback: no network
   at all (kernels talk zmq over ipc sockets, which are files);
-- ``mounts`` (as root): new mount, IPC and UTS namespaces and a root of the
+- ``mounts``: new mount, IPC and UTS namespaces and a root of the
   kernel's own (``cellserver.sandbox.mounts``): read-only ``/usr``,
   interpreter and virtualenv, a minimal ``/etc`` (no ``shadow``), a minimal
   ``/dev``, a fresh ``/proc`` mounted ``hidepid=invisible`` (a kernel sees
   only its own processes), size-capped tmpfs for ``/tmp`` (``tmp_mb``),
   ``/dev/shm`` and the home (``home_mb``, the working directory whose files
-  the cell server serves; mounted by the provider at the host path for the
-  kernel's lifetime); ``pivot_root`` and the host's tree detached: no
+  the cell server serves; as root, mounted by the provider at the host path
+  for the kernel's lifetime; without root a plain directory); ``pivot_root`` and the host's tree detached: no
   ``/root``, ``/home``, project tree or other kernels' directories;
 - ``account``: as root, a per-kernel unprivileged uid/gid (``uid_base`` +
   slot), never reused while a process of it exists (its cgroup is emptied
@@ -25,27 +25,30 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
   process count;
 - ``cgroups`` (v1 here; v2 when unified): memory, pids (threads count),
   cpu shares; a per-kernel group, emptied and removed when the kernel ends;
+- ``pidns``: a pid namespace per kernel (``cellserver.sandbox.pidns``): the
+  kernel is PID 2 under a small init that reaps and exits with its status;
+  no process outside is nameable, and what is left in it dies with it;
 - ``seccomp``: a deny list, last, since it forbids calls made above.
 
-Not used: the pid namespace (``pidns``, see ``PIDNS_WHY``: kernels keep
-their host pid; host processes are hidden by the ``mounts`` layer's /proc
-and cannot be signalled, other uid), and user namespaces when not root (so
-without root there are no mounts either).  ``pidns`` is reported as not
-implemented (``NOT_IMPLEMENTED``), apart from the layers that are ``missing``
-on this machine: ``--require-sandbox`` refuses to start when a layer this
-version builds cannot be used here, and the start-up log warns about both.
+Without root (``Plan.userns``, ``cellserver.sandbox.userns``): the
+namespaces are made inside a user namespace of the kernel's own (its uid
+mapped to itself), whose capabilities are dropped once its root is built;
+``rlimits`` then include the process count (per user namespace), and there
+are no ``account`` or ``cgroups`` (root only), which the report says.
+
+Layers of the design this version does not build would be reported as not
+implemented (``NOT_IMPLEMENTED``, none today), apart from the layers that
+are ``missing`` on this machine: ``--require-sandbox`` refuses to start
+when a layer this version builds cannot be used here, and the start-up log
+warns about both.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 
-PIDNS_WHY = ("not used: a kernel keeps its host pid, which the cell server's API and its tests rely on "
-             "(os.getpid() in a kernel names the process to signal; as PID 1 of its own namespace a "
-             "kernel would also ignore its own SIGKILL and killpg(1) would mean 'everyone')")
-
 ALL_LAYERS = ("ipc", "net", "mounts", "pidns", "account", "no_new_privs", "rlimits", "cgroups", "seccomp")
-NOT_IMPLEMENTED = ("pidns",)     # layers of the design this version does not build yet
+NOT_IMPLEMENTED: tuple[str, ...] = ()    # layers of the design this version does not build
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class SandboxSettings:
     tmp_mb: int = 64           # tmpfs of its /tmp
     shm_mb: int = 16           # tmpfs of its /dev/shm
     mounts: bool = True        # False: leave the mounts layer out (to measure what it costs)
+    pidns: bool = True         # False: leave the pid namespace out (likewise)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -91,12 +95,15 @@ class Capabilities:
     seccomp: bool = False
     mounts: bool = False               # mount + ipc + uts namespaces, tmpfs, pivot_root, proc
     mounts_error: str = ""             # why not, when tried
+    pidns: bool = False                # a pid namespace per kernel
+    userns: bool = False               # not root: the namespaces above made inside a user namespace
 
 
 @dataclass(frozen=True)
 class Plan:
     layers: dict[str, bool] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
+    userns: bool = False       # namespaces made in a user namespace of the kernel's own (not root)
 
     @property
     def missing(self) -> list[str]:
@@ -109,7 +116,7 @@ class Plan:
 
     def report(self) -> dict:
         return {"layers": self.layers, "missing": self.missing, "not_implemented": self.not_implemented,
-                "why": self.why}
+                "why": self.why, "user_namespace": self.userns}
 
 
 def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
@@ -118,6 +125,7 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
         return Plan({"ipc": True}, {"sandbox": "disabled by --no-sandbox"})
     layers = {"ipc": True, "rlimits": True, "no_new_privs": True}
     why = {}
+    userns = not caps.root and caps.userns
     layers["net"] = caps.netns
     if not caps.netns:
         why["net"] = "cannot make a network namespace (not root, no user namespaces)"
@@ -127,19 +135,24 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
     want = {"memory", "pids", "cpu"}
     layers["cgroups"] = caps.root and ("unified" in caps.cgroups or want <= set(caps.cgroups))
     if not layers["cgroups"]:
-        why["cgroups"] = f"writable memory/pids/cpu controllers not found (have {list(caps.cgroups)})"
+        why["cgroups"] = ("needs root" if not caps.root else
+                          f"writable memory/pids/cpu controllers not found (have {list(caps.cgroups)})")
     layers["seccomp"] = caps.seccomp
     if not caps.seccomp:
         why["seccomp"] = "libseccomp (pyseccomp) not available"
-    layers["mounts"] = settings.mounts and caps.root and caps.mounts
+    no_ns = "needs root or user namespaces"
+    layers["mounts"] = settings.mounts and (caps.root or userns) and caps.mounts
     if not layers["mounts"]:
         why["mounts"] = ("turned off in the settings" if not settings.mounts else
-                         "needs root (user namespaces are not used yet)" if not caps.root else
+                         no_ns if not (caps.root or userns) else
                          f"mount namespace / pivot_root failed here: {caps.mounts_error or 'unknown'}")
-    layers["pidns"] = False
-    why["pidns"] = PIDNS_WHY + (" (with the mounts layer: host processes are hidden by the kernel's own "
-                                "/proc, mounted hidepid=invisible)" if layers["mounts"] else "")
-    return Plan(layers, why)
+    elif userns:
+        why["mounts"] = "the home is not size-capped without root (only each file, by RLIMIT_FSIZE)"
+    layers["pidns"] = settings.pidns and (caps.root or userns) and caps.pidns
+    if not layers["pidns"]:
+        why["pidns"] = ("turned off in the settings" if not settings.pidns else
+                        no_ns if not (caps.root or userns) else "cannot make a pid namespace here")
+    return Plan(layers, why, userns=userns)
 
 
 class SlotAllocator:

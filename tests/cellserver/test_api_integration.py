@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from tests.support.ports import free_port
-from tests.support.procs import http_ok, kernel_runtime_dir, wait_until
+from tests.support.procs import PRINT_PID, descendants_of, host_pid, http_ok, kernel_runtime_dir, wait_until
 from tests.support.wsclient import KernelWS, reply_of, stdout_of
 
 pytestmark = pytest.mark.integration
@@ -184,8 +184,8 @@ async def test_files_written_by_the_kernel_are_served_and_nothing_else(server):
 @pytest_twisted.ensureDeferred
 async def test_kernel_killed_shows_dead_with_reason(server):
     info, ws = await open_kernel(server["base"])
-    msgs = await ws.run("import os; print(os.getpid())")
-    os.kill(int(stdout_of(msgs)), signal.SIGKILL)
+    msgs = await ws.run(PRINT_PID)
+    os.kill(host_pid(stdout_of(msgs)), signal.SIGKILL)
     dead = await ws.until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "dead")
     assert "SIGKILL" in dead["content"]["reason"]
     code, reason = await ws.closed()
@@ -335,13 +335,12 @@ def test_stopping_the_server_leaves_no_kernel_behind(children, tmp_path):
 
     base, child, _ = start_cellserver(children, tmp_path, name="stop")
     kernel_dir = child.kernel_dir
-    pids = []
     for _ in range(2):
-        body = urllib.request.urlopen(urllib.request.Request(
-            base + "service", data=b"code=import+os%3B+print(os.getpid()%2C+os.getppid())", method="POST")).read()
-        pids += [int(x) for x in json.loads(body)["stdout"].split()]
+        urllib.request.urlopen(urllib.request.Request(base + "service", data=b"code=1", method="POST")).read()
     wait_until(lambda: json.loads(urllib.request.urlopen(base + "healthz").read())["ready"] >= 1, 20,
                "a ready kernel (so there is one to clean up too)")
+    pids = descendants_of(child.pid)          # the provider, the kernels (and their inits)
+    assert len(pids) >= 2
     child.popen.send_signal(signal.SIGTERM)
     child.popen.wait(20)
 

@@ -12,7 +12,7 @@ import pytest
 from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
 from tests.support.embedding import cell_server_and_site
 from tests.support.ports import free_port
-from tests.support.procs import ARTIFACTS, http_ok, kernel_runtime_dir, wait_until
+from tests.support.procs import ARTIFACTS, PRINT_PID, host_pid, http_ok, kernel_runtime_dir, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 SHOTS = ARTIFACTS / "screenshots"
@@ -146,11 +146,10 @@ def test_twenty_fast_presses_end_with_the_right_output(server, page):
 
 def test_kernel_killed_server_side_shows_dead_with_reason(server, page):
     page.goto(server["embed"])
-    page.locator("#l1 .sagecell-editor").fill("import os; print(os.getpid())")
+    page.locator("#l1 .sagecell-editor").fill(PRINT_PID)
     page.locator("#l1 .sagecell-evaluate").click()
     wait_state(page, "#l1", "finished")
-    pid = int(page.locator("#l1 .sagecell-output").inner_text().strip())
-    os.kill(pid, signal.SIGKILL)
+    os.kill(host_pid(page.locator("#l1 .sagecell-output").inner_text().strip()), signal.SIGKILL)
     wait_state(page, "#l1", "dead")
     assert "SIGKILL" in status(page, "#l1").inner_text()
     shot_of(page.locator("#l1 .sagecell"), "dead-kernel")

@@ -1,32 +1,44 @@
 """Which sandbox layers are used where (cellserver.sandbox.settings): pure."""
+from dataclasses import replace
+
 from cellserver.sandbox.settings import Capabilities, SandboxSettings, SlotAllocator, plan
 
-FULL = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True, mounts=True)
+FULL = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True, mounts=True,
+                    pidns=True)
 
 
-def test_root_with_everything_uses_every_layer_but_the_pid_namespace():
+def test_root_with_everything_uses_every_layer():
     p = plan(SandboxSettings(), FULL)
     assert all(p.layers[k] for k in ("ipc", "net", "account", "no_new_privs", "rlimits", "cgroups", "seccomp",
-                                     "mounts"))
-    assert p.missing == [] and p.not_implemented == ["pidns"]       # --require-sandbox starts
-    assert p.report()["not_implemented"] == ["pidns"]
-    assert "host pid" in p.why["pidns"] and "hidepid" in p.why["pidns"]
+                                     "mounts", "pidns"))
+    assert p.missing == [] and p.not_implemented == [] and p.why == {}    # --require-sandbox starts
+    assert p.report()["not_implemented"] == []
 
 
 def test_mounts_that_failed_here_say_why():
     caps = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True,
-                        mounts=False, mounts_error="pivot_root: Invalid argument")
+                        mounts=False, mounts_error="pivot_root: Invalid argument", pidns=True)
     p = plan(SandboxSettings(), caps)
     assert p.missing == ["mounts"] and "pivot_root: Invalid argument" in p.why["mounts"]
-    assert "hidepid" not in p.why["pidns"]
+
+
+def test_layers_turned_off_in_the_settings_are_missing_with_that_reason():
+    p = plan(SandboxSettings(mounts=False, pidns=False), FULL)
+    assert p.missing == ["mounts", "pidns"]
+    assert p.why["pidns"] == p.why["mounts"] == "turned off in the settings"
+
+
+def test_no_pid_namespace_here_is_missing():
+    p = plan(SandboxSettings(), replace(FULL, pidns=False))
+    assert p.missing == ["pidns"] and "pid namespace" in p.why["pidns"]
 
 
 def test_not_root_degrades_with_reasons():
     p = plan(SandboxSettings(), Capabilities(root=False, netns=False, cgroups=(), seccomp=True))
     assert not p.layers["account"] and not p.layers["cgroups"] and not p.layers["net"]
     assert p.layers["seccomp"] and p.layers["rlimits"]
-    assert {"account", "cgroups", "net", "mounts"} <= set(p.missing) and "root" in p.why["account"]
-    assert "root" in p.why["mounts"]
+    assert {"account", "cgroups", "net", "mounts", "pidns"} <= set(p.missing) and "root" in p.why["account"]
+    assert "root" in p.why["mounts"] and "root" in p.why["pidns"]
 
 
 def test_disabled_is_reported_as_such():
@@ -68,3 +80,34 @@ def test_accounts_with_live_processes_are_skipped():
         pass
     else:
         raise AssertionError("only busy slots left: refuse")
+
+
+def test_init_reports_its_kernels_status():
+    """The pid namespace's init exits with 128 + n for a kernel killed by
+    signal n; the provider reads that back as the signal."""
+    import os
+    import signal
+
+    from cellserver.sandbox.pidns import exit_code, status_of_init
+
+    killed = signal.SIGKILL                          # wait status of "killed by SIGKILL"
+    exited = 3 << 8                                  # of "exited with code 3"
+    assert exit_code(killed) == 137 and exit_code(exited) == 3
+    back = status_of_init(exit_code(killed) << 8)
+    assert os.WIFSIGNALED(back) and os.WTERMSIG(back) == signal.SIGKILL
+    assert os.WEXITSTATUS(status_of_init(exit_code(exited) << 8)) == 3
+    assert status_of_init(killed) == killed          # init itself killed (SIGKILL from the host)
+    assert os.WEXITSTATUS(status_of_init(200 << 8)) == 200    # not 128 + a signal: a plain exit code
+
+
+def test_not_root_with_user_namespaces_still_gets_the_namespaces():
+    caps = Capabilities(root=False, netns=True, cgroups=(), seccomp=True, mounts=True, pidns=True, userns=True)
+    p = plan(SandboxSettings(), caps)
+    assert p.userns and p.report()["user_namespace"] is True
+    assert all(p.layers[k] for k in ("net", "mounts", "pidns", "seccomp", "rlimits", "no_new_privs"))
+    assert p.missing == ["account", "cgroups"]
+    assert "size-capped" in p.why["mounts"]             # the home is a plain directory without root
+
+
+def test_root_does_not_use_user_namespaces():
+    assert not plan(SandboxSettings(), replace(FULL, userns=True)).userns

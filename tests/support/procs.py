@@ -142,6 +142,50 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05, chi
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}{log}")
 
 
+def children_of(pid: int) -> list[int]:
+    """Host pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def descendants_of(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        kids = children_of(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+# Kernel code that prints what ``host_pid`` needs: a sandboxed kernel is PID 2
+# of a pid namespace of its own and cannot know its host pid.
+PRINT_PID = "import os; print(os.getpid(), os.readlink('/proc/self/ns/pid'))"
+
+
+def host_pid(printed: str) -> int:
+    """The host pid of the kernel that ran ``PRINT_PID`` and printed ``printed``:
+    the process in that pid namespace with that pid there (NSpid's last field)."""
+    ns_pid, ns = printed.split()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{name}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{name}/status") as f:
+                nspid = next(line for line in f if line.startswith("NSpid:")).split()
+        except (OSError, StopIteration):
+            continue
+        if nspid[-1] == ns_pid:
+            return int(name)
+    raise LookupError(f"no process {ns_pid} in {ns}")
+
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
