@@ -74,6 +74,8 @@ class Options(NodeOptions):
          "each cell server on a host its own range.", positive_int("kernel-uid-base", 1000)],
         ["kernel-accounts", None, 512, "Sandbox (as root): how many kernel accounts (uids from "
          "--kernel-uid-base on); at least --max-kernels.", positive_int("kernel-accounts", 1)],
+        ["sandbox-skip", None, "", "Sandbox: comma-separated parts to leave out, to measure what they cost "
+         "or to try the fallbacks: mounts, pidns, userns (not root: no user namespaces), landlock."],
     ] + PROVIDER_OPTIONS
     optFlags = [
         ["no-sandbox", None, "Run kernels unconfined (development only; logged loudly)."],
@@ -99,8 +101,12 @@ class Options(NodeOptions):
         provider = provider_settings_from_options(self)
         from dataclasses import replace
 
-        from cellserver.sandbox.settings import SandboxSettings
-        sandbox = SandboxSettings(
+        from cellserver.sandbox.settings import OPTIONAL, SandboxSettings
+        skip = {x.strip() for x in self["sandbox-skip"].split(",") if x.strip()}
+        if skip - set(OPTIONAL):
+            raise usage.UsageError(f"--sandbox-skip: unknown {sorted(skip - set(OPTIONAL))}; "
+                                   f"choose from {', '.join(OPTIONAL)}")
+        sandbox = SandboxSettings(**{name: False for name in skip},
             enabled=not self["no-sandbox"], cpu_seconds=self["kernel-cpu-seconds"],
             memory_mb=self["kernel-memory-mb"], address_space_mb=self["kernel-address-space-mb"],
             pids=self["kernel-pids"], file_size_mb=self["kernel-file-size-mb"],

@@ -25,7 +25,7 @@ import traceback
 from cellserver.provider import protocol as P
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
-from cellserver.sandbox import apply as sandbox, pidns
+from cellserver.sandbox import apply as sandbox, landlock, pidns
 from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
 
 PR_SET_PDEATHSIG = 1
@@ -61,6 +61,7 @@ class Provider:
         self.forker = pidns.Forker() if self.in_pidns and not self.plan.userns else None
         self.pid = os.getpid()
         self._root_spec = None          # the kernels' root file system (mounts layer), made once
+        self._host_spec = None          # the same paths on the host's tree (landlock without mounts)
         if self.plan.layers.get("seccomp"):
             sandbox.seccomp_program()   # compiled once here, in the template; children only load it
 
@@ -76,6 +77,21 @@ class Provider:
             self._root_spec = sandbox.mounts.root_spec(mountpoint, sb.home_mb, sb.tmp_mb, sb.shm_mb,
                                                        extra_ro=(self.ipython_dir,))
         return self._root_spec
+
+    def landlock_rules(self, cmd: P.Start) -> list[tuple[str, int]] | None:
+        """What the kernel may touch (``landlock`` layer): the same paths its own
+        root holds (the mounts layer), or the host's where there is none."""
+        if not self.plan.layers.get("landlock"):
+            return None
+        own_root = bool(self.plan.layers.get("mounts"))
+        if own_root:
+            spec = self.root_spec(cmd.sock_dir)
+        else:
+            if self._host_spec is None:
+                self._host_spec = sandbox.mounts.root_spec("", extra_ro=(self.ipython_dir,))
+            spec = self._host_spec
+        etc = [*spec.etc_files, *("/etc/" + n for n in landlock.ETC_NEEDED)]
+        return landlock.rules(spec.ro_dirs, etc, [cmd.work_dir, cmd.sock_dir], own_root)
 
     def emit(self, event) -> None:
         data = P.encode(event)
@@ -105,12 +121,13 @@ class Provider:
             for d in (cmd.sock_dir, cmd.work_dir):
                 os.makedirs(d, mode=0o700)
                 made.append(d)
-            slot, uid, cgroups, root = None, None, [], None
+            slot, uid, cgroups, root, rules = None, None, [], None, None
             if self.sandbox.enabled:
                 if self.plan.layers.get("account"):
                     slot = self.slots.take(busy=sandbox.busy_slots(self.sandbox))
                     uid = self.sandbox.uid_base + slot
                 root = self.root_spec(cmd.sock_dir)
+                rules = self.landlock_rules(cmd)
                 cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir],
                                           home=cmd.work_dir)
             t0 = time.perf_counter()
@@ -124,7 +141,7 @@ class Provider:
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
         if pid == 0:
-            self._child(cmd, key, uid, cgroups, root)    # never returns
+            self._child(cmd, key, uid, cgroups, root, rules)    # never returns
         self.confined[pid] = (slot, cgroups)
         fork_ms = (time.perf_counter() - t0) * 1000
         self.kernels[pid] = cmd
@@ -132,13 +149,13 @@ class Provider:
         self.emit(P.Started(kid=cmd.kid, pid=pid, fork_ms=round(fork_ms, 3)))
 
     def _child(self, cmd: P.Start, key: bytes, uid: int | None = None, cgroups: list[str] = (),
-               root=None) -> None:
+               root=None, rules=None) -> None:
         code = 1
         try:
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=self.pid))
             if self.sandbox.enabled:
                 sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,
-                                      cmd.work_dir, cmd.sock_dir)
+                                      cmd.work_dir, cmd.sock_dir, rules)
                 if self.in_pidns:
                     pidns.become_init()    # returns in the kernel (PID 2); init stays and reaps
             run_kernel(key, cmd.sock_dir, cmd.work_dir)

@@ -23,7 +23,7 @@ import socket
 import time
 
 from cellserver.kernelid import node_of
-from cellserver.sandbox import mounts, pidns, userns
+from cellserver.sandbox import landlock, mounts, pidns, userns
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
 CLONE_NEWNET = 0x40000000
@@ -69,6 +69,7 @@ def detect(settings: SandboxSettings) -> Capabilities:
         seccomp = False
     return Capabilities(root=root, netns=netns, cgroups=tuple(cgroups), seccomp=seccomp,
                         mounts=mounts_ok, mounts_error=mounts_error, userns=use_userns,
+                        landlock_abi=landlock.abi_version(),
                         pidns=pidns.available() if root else use_userns)
 
 
@@ -245,7 +246,8 @@ def _enter_userns(flags: int) -> None:
 
 
 def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid: int | None,
-                  root: "mounts.RootSpec | None" = None, work_dir: str = "", sock_dir: str = "") -> None:
+                  root: "mounts.RootSpec | None" = None, work_dir: str = "", sock_dir: str = "",
+                  landlock_rules: list[tuple[str, int]] | None = None) -> None:
     """In the forked child, single-threaded, before any socket or thread."""
     for d in cgroups:                        # join them while /sys is still there and writable
         _write(d, "cgroup.procs", os.getpid())
@@ -283,6 +285,8 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
         if name == "RLIMIT_NPROC" and uid is None and not (plan.userns and _nproc_per_userns()):
             continue                         # counts a uid's processes: else the whole host user's
         resource.setrlimit(getattr(resource, name), (limit, limit))
+    if landlock_rules is not None and plan.layers.get("landlock"):
+        landlock.restrict(landlock_rules, plan.landlock_abi)
     if plan.layers.get("seccomp"):
         install_seccomp()
 

@@ -28,13 +28,21 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
 - ``pidns``: a pid namespace per kernel (``cellserver.sandbox.pidns``): the
   kernel is PID 2 under a small init that reaps and exits with its status;
   no process outside is nameable, and what is left in it dies with it;
+- ``landlock`` (``cellserver.sandbox.landlock``; no root needed): files
+  readable only under /usr, the interpreter's prefixes, /etc's needed files,
+  /proc and a few device nodes, writable only in the kernel's home and
+  socket directory (and its own /tmp); no TCP bind or connect; no signal or
+  abstract unix socket outside its domain (what the running kernel's
+  Landlock ABI supports, reported as ``landlock_abi``);
 - ``seccomp``: a deny list, last, since it forbids calls made above.
 
 Without root (``Plan.userns``, ``cellserver.sandbox.userns``): the
 namespaces are made inside a user namespace of the kernel's own (its uid
 mapped to itself), whose capabilities are dropped once its root is built;
 ``rlimits`` then include the process count (per user namespace), and there
-are no ``account`` or ``cgroups`` (root only), which the report says.
+are no ``account`` or ``cgroups`` (root only), which the report says.  Where
+user namespaces are forbidden too, ``landlock``, ``rlimits``, ``no_new_privs``
+and ``seccomp`` are what is left, and the report lists the rest as missing.
 
 Layers of the design this version does not build would be reported as not
 implemented (``NOT_IMPLEMENTED``, none today), apart from the layers that
@@ -47,7 +55,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-ALL_LAYERS = ("ipc", "net", "mounts", "pidns", "account", "no_new_privs", "rlimits", "cgroups", "seccomp")
+ALL_LAYERS = ("ipc", "net", "mounts", "pidns", "account", "no_new_privs", "rlimits", "cgroups", "landlock",
+              "seccomp")
+OPTIONAL = ("mounts", "pidns", "userns", "landlock")      # what --sandbox-skip may leave out
 NOT_IMPLEMENTED: tuple[str, ...] = ()    # layers of the design this version does not build
 
 
@@ -70,6 +80,8 @@ class SandboxSettings:
     shm_mb: int = 16           # tmpfs of its /dev/shm
     mounts: bool = True        # False: leave the mounts layer out (to measure what it costs)
     pidns: bool = True         # False: leave the pid namespace out (likewise)
+    userns: bool = True        # False: not root, do not use user namespaces (try the Landlock fallback)
+    landlock: bool = True      # False: leave Landlock out
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -97,6 +109,7 @@ class Capabilities:
     mounts_error: str = ""             # why not, when tried
     pidns: bool = False                # a pid namespace per kernel
     userns: bool = False               # not root: the namespaces above made inside a user namespace
+    landlock_abi: int = 0              # the kernel's Landlock ABI (0: none)
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ class Plan:
     layers: dict[str, bool] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
     userns: bool = False       # namespaces made in a user namespace of the kernel's own (not root)
+    landlock_abi: int = 0      # the Landlock ABI the ``landlock`` layer uses (its rights depend on it)
 
     @property
     def missing(self) -> list[str]:
@@ -116,7 +130,7 @@ class Plan:
 
     def report(self) -> dict:
         return {"layers": self.layers, "missing": self.missing, "not_implemented": self.not_implemented,
-                "why": self.why, "user_namespace": self.userns}
+                "why": self.why, "user_namespace": self.userns, "landlock_abi": self.landlock_abi}
 
 
 def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
@@ -125,9 +139,9 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
         return Plan({"ipc": True}, {"sandbox": "disabled by --no-sandbox"})
     layers = {"ipc": True, "rlimits": True, "no_new_privs": True}
     why = {}
-    userns = not caps.root and caps.userns
-    layers["net"] = caps.netns
-    if not caps.netns:
+    userns = not caps.root and caps.userns and settings.userns
+    layers["net"] = caps.netns and (caps.root or userns)
+    if not layers["net"]:
         why["net"] = "cannot make a network namespace (not root, no user namespaces)"
     layers["account"] = caps.root
     if not caps.root:
@@ -137,6 +151,9 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
     if not layers["cgroups"]:
         why["cgroups"] = ("needs root" if not caps.root else
                           f"writable memory/pids/cpu controllers not found (have {list(caps.cgroups)})")
+    layers["landlock"] = settings.landlock and caps.landlock_abi > 0
+    if not layers["landlock"]:
+        why["landlock"] = "turned off in the settings" if not settings.landlock else "the kernel has no Landlock"
     layers["seccomp"] = caps.seccomp
     if not caps.seccomp:
         why["seccomp"] = "libseccomp (pyseccomp) not available"
@@ -152,7 +169,7 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
     if not layers["pidns"]:
         why["pidns"] = ("turned off in the settings" if not settings.pidns else
                         no_ns if not (caps.root or userns) else "cannot make a pid namespace here")
-    return Plan(layers, why, userns=userns)
+    return Plan(layers, why, userns=userns, landlock_abi=caps.landlock_abi if layers["landlock"] else 0)
 
 
 class SlotAllocator:

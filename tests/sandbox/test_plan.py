@@ -4,28 +4,44 @@ from dataclasses import replace
 from cellserver.sandbox.settings import Capabilities, SandboxSettings, SlotAllocator, plan
 
 FULL = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True, mounts=True,
-                    pidns=True)
+                    pidns=True, landlock_abi=7)
 
 
 def test_root_with_everything_uses_every_layer():
     p = plan(SandboxSettings(), FULL)
     assert all(p.layers[k] for k in ("ipc", "net", "account", "no_new_privs", "rlimits", "cgroups", "seccomp",
-                                     "mounts", "pidns"))
+                                     "mounts", "pidns", "landlock"))
     assert p.missing == [] and p.not_implemented == [] and p.why == {}    # --require-sandbox starts
-    assert p.report()["not_implemented"] == []
+    assert p.report()["not_implemented"] == [] and p.report()["landlock_abi"] == 7
 
 
 def test_mounts_that_failed_here_say_why():
     caps = Capabilities(root=True, netns=True, cgroups=("memory", "pids", "cpu"), seccomp=True,
-                        mounts=False, mounts_error="pivot_root: Invalid argument", pidns=True)
+                        mounts=False, mounts_error="pivot_root: Invalid argument", pidns=True, landlock_abi=1)
     p = plan(SandboxSettings(), caps)
     assert p.missing == ["mounts"] and "pivot_root: Invalid argument" in p.why["mounts"]
 
 
 def test_layers_turned_off_in_the_settings_are_missing_with_that_reason():
-    p = plan(SandboxSettings(mounts=False, pidns=False), FULL)
-    assert p.missing == ["mounts", "pidns"]
-    assert p.why["pidns"] == p.why["mounts"] == "turned off in the settings"
+    p = plan(SandboxSettings(mounts=False, pidns=False, landlock=False), FULL)
+    assert p.missing == ["mounts", "pidns", "landlock"]
+    assert p.why["pidns"] == p.why["mounts"] == p.why["landlock"] == "turned off in the settings"
+    assert p.landlock_abi == 0
+
+
+def test_no_landlock_in_the_kernel_is_missing():
+    p = plan(SandboxSettings(), replace(FULL, landlock_abi=0))
+    assert p.missing == ["landlock"] and "no Landlock" in p.why["landlock"]
+
+
+def test_not_root_without_user_namespaces_keeps_landlock_rlimits_and_seccomp():
+    caps = Capabilities(root=False, netns=True, cgroups=(), seccomp=True, mounts=True, pidns=True, userns=True,
+                        landlock_abi=6)
+    p = plan(SandboxSettings(userns=False), caps)       # as where they are forbidden
+    assert not p.userns
+    assert [k for k in ("landlock", "seccomp", "rlimits", "no_new_privs") if p.layers[k]] == \
+        ["landlock", "seccomp", "rlimits", "no_new_privs"]
+    assert p.missing == ["net", "mounts", "pidns", "account", "cgroups"]
 
 
 def test_no_pid_namespace_here_is_missing():
@@ -101,7 +117,8 @@ def test_init_reports_its_kernels_status():
 
 
 def test_not_root_with_user_namespaces_still_gets_the_namespaces():
-    caps = Capabilities(root=False, netns=True, cgroups=(), seccomp=True, mounts=True, pidns=True, userns=True)
+    caps = Capabilities(root=False, netns=True, cgroups=(), seccomp=True, mounts=True, pidns=True, userns=True,
+                        landlock_abi=4)
     p = plan(SandboxSettings(), caps)
     assert p.userns and p.report()["user_namespace"] is True
     assert all(p.layers[k] for k in ("net", "mounts", "pidns", "seccomp", "rlimits", "no_new_privs"))
