@@ -17,8 +17,8 @@ Prints one table (not a test).  Measures, on this machine:
 
 As root the pool's kernels run sandboxed (``cellserver.sandbox``) and, by
 default, the whole pool side is measured three times in the same run:
-without the sandbox, with it but without its ``mounts`` layer, and with
-every layer; the cost of the sandbox is printed (issue 3: at most 20% of
+without the sandbox, with it but without its ``mounts``, ``pidns`` and
+``landlock`` layers, and with every layer; the cost of the sandbox is printed (issue 3: at most 20% of
 throughput).  ``--sandbox`` / ``--no-sandbox`` measure only one of them;
 ``--rounds 2`` repeats the modes in reverse order (a shared machine's load
 drifts) and pools the figures.
@@ -191,13 +191,15 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=100, help="round trips per latency figure")
     ap.add_argument("--cold", type=int, default=5, help="cold KernelManager starts to time")
     ap.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=None,
-                    help="kernels sandboxed (needs root) or not; default as root: off, no mounts, all layers")
+                    help="kernels sandboxed (needs root) or not; default as root: off, no mounts/pidns/landlock, "
+                         "all layers")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the modes, every other round reversed")
     args = ap.parse_args(argv)
     from cellserver.sandbox.settings import SandboxSettings
     off, all_layers = ("no sandbox", None), ("sandbox", SandboxSettings())
     if args.sandbox is None:
-        modes = [off, ("sandbox without mounts", SandboxSettings(mounts=False)), all_layers] \
+        modes = [off, ("sandbox without mounts, pidns, landlock",
+                       SandboxSettings(mounts=False, pidns=False, landlock=False)), all_layers] \
             if os.geteuid() == 0 else [off]
     else:
         modes = [all_layers if args.sandbox else off]

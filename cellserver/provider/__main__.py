@@ -25,7 +25,7 @@ import traceback
 from cellserver.provider import protocol as P
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
-from cellserver.sandbox import apply as sandbox, landlock, pidns
+from cellserver.sandbox import apply as sandbox, landlock, pidns, userns
 from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
 
 PR_SET_PDEATHSIG = 1
@@ -56,9 +56,10 @@ class Provider:
         self.by_kid: dict[str, int] = {}
         self.lines = P.LineBuffer()
         self.quitting = False
-        self.in_pidns = bool(self.plan.layers.get("pidns"))
+        self.init = pidns.init_path()
         # as root the pid namespace is made by our fork (without root: by the child, in its user namespace)
-        self.forker = pidns.Forker() if self.in_pidns and not self.plan.userns else None
+        self.forker = pidns.Forker(self.init) if self.plan.layers.get("pidns") and not self.plan.userns else None
+        self.inits: dict[int, int] = {}            # kernel pid -> its pid namespace's init
         self.pid = os.getpid()
         self._root_spec = None          # the kernels' root file system (mounts layer), made once
         self._host_spec = None          # the same paths on the host's tree (landlock without mounts)
@@ -131,7 +132,7 @@ class Provider:
                 cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir],
                                           home=cmd.work_dir)
             t0 = time.perf_counter()
-            pid = self.forker.fork() if self.forker is not None else os.fork()
+            pid, init = self.forker.fork() if self.forker is not None else (os.fork(), 0)
         except (OSError, ValueError, RuntimeError) as e:
             sandbox.release_dirs(made)
             if "cgroups" in locals():
@@ -143,6 +144,8 @@ class Provider:
         if pid == 0:
             self._child(cmd, key, uid, cgroups, root, rules)    # never returns
         self.confined[pid] = (slot, cgroups)
+        if init:
+            self.inits[pid] = init
         fork_ms = (time.perf_counter() - t0) * 1000
         self.kernels[pid] = cmd
         self.by_kid[cmd.kid] = pid
@@ -152,12 +155,16 @@ class Provider:
                root=None, rules=None) -> None:
         code = 1
         try:
-            confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=self.pid))
+            parent = self.pid
+            if self.sandbox.enabled and self.plan.userns:
+                # without root: the namespaces, made in a user namespace; the
+                # process outside the pid namespace stays there and waits
+                parent = userns.enter_and_fork(sandbox.namespace_flags(self.plan, root is not None), parent,
+                                               self.init)
+            confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=parent))
             if self.sandbox.enabled:
                 sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,
                                       cmd.work_dir, cmd.sock_dir, rules)
-                if self.in_pidns:
-                    pidns.become_init()    # returns in the kernel (PID 2); init stays and reaps
             run_kernel(key, cmd.sock_dir, cmd.work_dir)
             code = 0
         except SystemExit as e:
@@ -176,6 +183,15 @@ class Provider:
             return                          # already gone (its exited event is on its way)
         _kill(pid)                          # the child may not have called setsid() yet
         _killpg(pid)
+        if pid in self.inits:
+            _kill(self.inits[pid])          # and everything in its pid namespace
+
+    def _end_init(self, kernel_pid: int) -> None:
+        """The kernel ended: SIGKILL its namespace's init, which ends the
+        namespace (reaped later, as something left behind)."""
+        init = self.inits.pop(kernel_pid, None)
+        if init:
+            _kill(init)
 
     def handle_line(self, line: bytes) -> None:
         try:
@@ -209,8 +225,7 @@ class Provider:
             if slot is not None:
                 self.slots.release(slot)    # free only now: nothing of that account is left
             self._remove_dirs(cmd)
-            if self.in_pidns:
-                status = pidns.status_of_init(status)   # the kernel's, through its init
+            self._end_init(pid)             # and with it what is left in its pid namespace
             code, sig, reason = P.describe_status(status)
             self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=reason))
 
@@ -252,9 +267,8 @@ class Provider:
         return 0
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        for pid in list(self.kernels):
-            _kill(pid)
-            _killpg(pid)
+        for cmd in list(self.kernels.values()):
+            self.kill(cmd.kid)
         deadline = time.monotonic() + timeout
         while self.kernels and time.monotonic() < deadline:
             try:
@@ -263,11 +277,12 @@ class Provider:
                 pass                        # the cell server may be gone (EPIPE)
             if self.kernels:
                 time.sleep(0.01)
-        # orphans left by kernels (we are their subreaper)
-        while True:
+        # the inits just killed, and orphans left by kernels (we are their subreaper)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
+                    time.sleep(0.01)
             except ChildProcessError:
                 break
 

@@ -17,8 +17,8 @@ layers here, in this order, after the steps below:
 
 (Done in ``cellserver.sandbox.apply.confine_child``; the mount, IPC, UTS and
 net namespaces and the kernel's own root in ``cellserver.sandbox.mounts``.
-The pid namespace is made by the provider's fork, and the confined child is
-its init, which then forks the kernel: ``cellserver.sandbox.pidns``.)
+The pid namespace is made around the provider's fork, with a tiny init as
+its PID 1: ``cellserver.sandbox.pidns``.)
 
 Before the fork the provider has made the kernel's two directories (mode
 0700, owned by the provider's user): ``sock_dir`` for the ipc sockets the

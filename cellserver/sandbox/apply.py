@@ -55,6 +55,13 @@ def detect(settings: SandboxSettings) -> Capabilities:
         netns = os.waitpid(pid, 0)[1] == 0
     else:
         netns = use_userns            # userns.available() made one inside it
+    init = pidns.init_path()
+    if root:
+        pidns_error = pidns.available(init)
+    elif not use_userns:
+        pidns_error = "needs root or user namespaces"
+    else:
+        pidns_error = "" if os.access(init, os.X_OK) else f"{init} is missing (the install command builds it)"
     mounts_ok, mounts_error = (_try_mounts(use_userns) if root or use_userns else
                                (False, "not root, no user namespaces"))
     cgroups = []
@@ -70,7 +77,7 @@ def detect(settings: SandboxSettings) -> Capabilities:
     return Capabilities(root=root, netns=netns, cgroups=tuple(cgroups), seccomp=seccomp,
                         mounts=mounts_ok, mounts_error=mounts_error, userns=use_userns,
                         landlock_abi=landlock.abi_version(),
-                        pidns=pidns.available() if root else use_userns)
+                        pidns=not pidns_error, pidns_error=pidns_error)
 
 
 def _try_mounts(in_userns: bool = False) -> tuple[bool, str]:
@@ -228,21 +235,16 @@ def _nproc_per_userns() -> bool:
     return (major, minor) >= (5, 14)
 
 
-def _enter_userns(flags: int) -> None:
-    """Not root: the namespaces in ``flags`` made inside a user namespace; with
-    a pid namespace among them, this process stays outside as the waiting
-    parent (``userns.fork_and_wait``) and its child goes on as PID 1."""
-    outer = os.getpid()
-    parent = os.getppid()
-    userns.enter(flags)
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-    if os.getppid() != parent:
-        os._exit(1)                              # the provider died meanwhile
-    if flags & pidns.CLONE_NEWPID:
-        userns.fork_and_wait()
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-        if pidns.host_ppid() != outer:
-            os._exit(1)                          # the outer process died meanwhile
+def namespace_flags(plan: Plan, with_root: bool) -> int:
+    """The namespaces a kernel leaves for (``with_root``: the mounts layer
+    builds it one); without root they are made in its user namespace, with
+    the pid namespace among them (``userns.enter_and_fork``)."""
+    flags = CLONE_NEWNET if plan.layers.get("net") else 0
+    if plan.layers.get("mounts") and with_root:
+        flags |= mounts.MOUNT_FLAGS
+    if plan.userns and plan.layers.get("pidns"):
+        flags |= pidns.CLONE_NEWPID
+    return flags
 
 
 def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid: int | None,
@@ -251,24 +253,17 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
     """In the forked child, single-threaded, before any socket or thread."""
     for d in cgroups:                        # join them while /sys is still there and writable
         _write(d, "cgroup.procs", os.getpid())
-    flags = CLONE_NEWNET if plan.layers.get("net") else 0
     use_mounts = bool(plan.layers.get("mounts") and root is not None)
-    if use_mounts:
-        flags |= mounts.MOUNT_FLAGS
-    if plan.userns:
-        _enter_userns(flags | (pidns.CLONE_NEWPID if plan.layers.get("pidns") else 0))
-    elif flags:
+    flags = namespace_flags(plan, use_mounts)
+    if flags and not plan.userns:            # without root: made already, in the user namespace
         _check(_libc.unshare(flags), f"unshare({flags:#x})")
-    # In a pid namespace of our own, getppid() is 0: the parent checks below
-    # read the host's /proc (through this fd, once our own /proc is mounted).
-    stat_fd = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC) if plan.layers.get("pidns") else None
     if use_mounts:
         mounts.build_root(root, work_dir, sock_dir, uid)
         os.environ["TMPDIR"] = "/tmp"        # /tmp is the kernel's own tmpfs now
     if plan.userns:
         userns.drop_capabilities()           # those it held over its own namespaces
     if uid is not None and plan.layers.get("account"):
-        parent = pidns.host_ppid(stat_fd)
+        parent = os.getppid()
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -276,10 +271,8 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
         # A change of credentials clears the parent-death signal: set it again,
         # or a kernel outlives a killed provider (an orphan holding its uid).
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-        if pidns.host_ppid(stat_fd) != parent:
+        if os.getppid() != parent:
             os._exit(1)                      # the provider died meanwhile
-    if stat_fd is not None:
-        os.close(stat_fd)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     for name, limit in settings.rlimits():
         if name == "RLIMIT_NPROC" and uid is None and not (plan.userns and _nproc_per_userns()):

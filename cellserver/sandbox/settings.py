@@ -26,8 +26,8 @@ Layers used here (issue 3; ARCHITECTURE section 5), applied by
 - ``cgroups`` (v1 here; v2 when unified): memory, pids (threads count),
   cpu shares; a per-kernel group, emptied and removed when the kernel ends;
 - ``pidns``: a pid namespace per kernel (``cellserver.sandbox.pidns``): the
-  kernel is PID 2 under a small init that reaps and exits with its status;
-  no process outside is nameable, and what is left in it dies with it;
+  kernel is PID 2 beside a tiny init (``cellstack-init``) that reaps; no
+  process outside is nameable, and what is left in it dies with it;
 - ``landlock`` (``cellserver.sandbox.landlock``; no root needed): files
   readable only under /usr, the interpreter's prefixes, /etc's needed files,
   /proc and a few device nodes, writable only in the kernel's home and
@@ -108,6 +108,7 @@ class Capabilities:
     mounts: bool = False               # mount + ipc + uts namespaces, tmpfs, pivot_root, proc
     mounts_error: str = ""             # why not, when tried
     pidns: bool = False                # a pid namespace per kernel
+    pidns_error: str = ""              # why not
     userns: bool = False               # not root: the namespaces above made inside a user namespace
     landlock_abi: int = 0              # the kernel's Landlock ABI (0: none)
 
@@ -168,7 +169,8 @@ def plan(settings: SandboxSettings, caps: Capabilities | None) -> Plan:
     layers["pidns"] = settings.pidns and (caps.root or userns) and caps.pidns
     if not layers["pidns"]:
         why["pidns"] = ("turned off in the settings" if not settings.pidns else
-                        no_ns if not (caps.root or userns) else "cannot make a pid namespace here")
+                        no_ns if not (caps.root or userns) else
+                        f"cannot make a pid namespace here: {caps.pidns_error or 'unknown'}")
     return Plan(layers, why, userns=userns, landlock_abi=caps.landlock_abi if layers["landlock"] else 0)
 
 

@@ -15,21 +15,25 @@ The steps, in the provider's forked child (single-threaded, which
 ``CLONE_NEWUSER`` requires):
 
 1. ``enter``: the unshare above and the uid/gid maps;
-2. ``fork_and_wait``: the pid namespace is for children only, so the child
-   forks its PID 1 (that process goes on to confine itself and become the
-   namespace's init, ``cellserver.sandbox.pidns``) and stays outside as its
-   waiting parent, exiting with its status: the provider tracks this outer
-   process, and a SIGKILL to it ends the rest (PID 1's parent-death signal).
+2. the pid namespace is for children only, so the child starts its init
+   (PID 1, ``cellserver.sandbox.pidns``), forks the kernel (PID 2, which
+   confines itself) and stays outside as the kernel's waiting parent, then
+   ends its init and exits the way the kernel did: the provider tracks this
+   outer process, and a SIGKILL to it ends the rest (parent-death signals).
+
+Both steps are ``enter_and_fork``.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import signal
 
-from cellserver.sandbox.pidns import CLONE_NEWPID, exit_code
+from cellserver.sandbox.pidns import CLONE_NEWPID, spawn_init
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -50,19 +54,65 @@ def enter(flags: int) -> None:
             f.write(text)
 
 
-def fork_and_wait() -> None:
-    """Return in a new child (PID 1 when a pid namespace was just made); the
-    caller waits for it and exits with its status (``pidns.exit_code``)."""
-    child = os.fork()
-    if child == 0:
-        return
+def enter_and_fork(flags: int, parent_pid: int, init: str) -> int:
+    """In the provider's child: into a new user namespace with the namespaces
+    in ``flags``.  With a pid namespace among them, start its init (PID 1,
+    ``init``) and fork the kernel (PID 2), and stay outside as the kernel's
+    waiting parent: when it ends, end its init and exit the way it did.
+    Returns, in the process that goes on, the host pid of its parent."""
+    _quiet_copy(parent_pid)
+    enter(flags)
+    if not flags & CLONE_NEWPID:
+        return parent_pid
+    outer = os.getpid()
+    first = spawn_init(init)
+    kernel = os.fork()
+    if kernel == 0:
+        return outer
+    status = _wait_for(kernel)
+    os.kill(first, signal.SIGKILL)
+    _exit_like(status)
+
+
+def _quiet_copy(parent_pid: int) -> None:
+    """First thing in the outer process: none of the provider's descriptors
+    or signal handlers, death with the provider."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    os.closerange(3, 1 << 16)
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
+        os._exit(1)                             # the provider died while we forked
+
+
+def _wait_for(child: int) -> int:
     while True:
         try:
             pid, status = os.waitpid(child, 0)
         except ChildProcessError:
             os._exit(1)
         if pid == child:
-            os._exit(exit_code(status))
+            return status
+
+
+def _exit_like(status: int) -> None:
+    """End this process as ``status`` says its child ended: by the same
+    signal (default action), or with the same code."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):     # those cannot be caught, nor reset
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def fork_and_wait() -> None:
+    """Return in a new child; here, wait for it and exit the way it did."""
+    child = os.fork()
+    if child == 0:
+        return
+    _exit_like(_wait_for(child))
 
 
 class _CapHeader(ctypes.Structure):

@@ -156,13 +156,14 @@ def test_no_host_process_is_visible(server):
 
 
 def test_own_pid_namespace(server):
-    """The kernel is PID 2 under its own init; host pids name nothing, and
-    kill(-1) reaches only its own processes."""
+    """The kernel is PID 2 of its own pid namespace; host pids name nothing,
+    and kill(-1) reaches only its own processes."""
     r = run(server, f"import os, signal\nprint(os.getpid(), os.getppid())\n"
                     f"try:\n    os.kill({server['child'].pid}, 0)\nexcept OSError as e:\n    print(type(e).__name__)\n"
                     "pid = os.fork()\nif pid == 0:\n    signal.pause()\n"
                     "os.kill(-1, signal.SIGKILL)\nprint(os.waitpid(pid, 0)[1])")
-    assert r["stdout"].split() == ["2", "1", "ProcessLookupError", str(signal.SIGKILL)], r
+    # its parent, the provider, is outside: 0 (the namespace's PID 1 is its init)
+    assert r["stdout"].split() == ["2", "0", "ProcessLookupError", str(signal.SIGKILL)], r
     assert server["child"].alive() and run(server, "print(7)")["stdout"] == "7\n"
 
 
@@ -178,14 +179,12 @@ async def test_a_kernels_orphans_die_with_it(server):
                             "p = subprocess.Popen(['sh', '-c', 'sleep 300 & echo $!'], stdout=subprocess.PIPE, "
                             "start_new_session=True)\n"
                             "orphan = int(p.stdout.readline()); p.wait()\n"
-                            "print(orphan, os.readlink('/proc/self/ns/pid'), os.getpid())")
+                            "print(orphan, os.readlink('/proc/self/ns/pid'))")
         out = stdout_of(msgs).split()
         orphan = host_pid(" ".join(out[:2]))
-        kernel = host_pid(" ".join([out[2], out[1]]))
-        def ppid(pid):
-            with open(f"/proc/{pid}/stat") as f:
-                return int(f.read().rsplit(")", 1)[1].split()[1])
-        assert ppid(orphan) == ppid(kernel)          # the namespace's init took it in
+        init = host_pid(f"1 {out[1]}")            # PID 1 of the kernel's namespace
+        with open(f"/proc/{orphan}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == init      # init took it in
     finally:
         ws.close()
         resp = await treq.delete(server["base"] + f"kernel/{info['id']}")
@@ -311,8 +310,11 @@ def test_kernels_die_with_a_killed_provider(server):
     providers = [p for p in children_of(server["child"].pid)
                  if b"cellserver.provider" in open(f"/proc/{p}/cmdline", "rb").read()]
     assert len(providers) == 1
-    kernels = children_of(providers[0])
-    assert kernels and all(os.stat(f"/proc/{k}").st_uid >= 61000 for k in kernels)
+    children = children_of(providers[0])                # kernels, and the init of each one's pid namespace
+    kernels = [k for k in children if os.stat(f"/proc/{k}").st_uid != 0]
+    inits = [k for k in children if k not in kernels]
+    assert kernels and len(inits) == len(kernels) and all(os.stat(f"/proc/{k}").st_uid >= 61000 for k in kernels)
+    kernels += inits
     os.kill(providers[0], signal.SIGKILL)
 
     def gone(pid):

@@ -98,24 +98,6 @@ def test_accounts_with_live_processes_are_skipped():
         raise AssertionError("only busy slots left: refuse")
 
 
-def test_init_reports_its_kernels_status():
-    """The pid namespace's init exits with 128 + n for a kernel killed by
-    signal n; the provider reads that back as the signal."""
-    import os
-    import signal
-
-    from cellserver.sandbox.pidns import exit_code, status_of_init
-
-    killed = signal.SIGKILL                          # wait status of "killed by SIGKILL"
-    exited = 3 << 8                                  # of "exited with code 3"
-    assert exit_code(killed) == 137 and exit_code(exited) == 3
-    back = status_of_init(exit_code(killed) << 8)
-    assert os.WIFSIGNALED(back) and os.WTERMSIG(back) == signal.SIGKILL
-    assert os.WEXITSTATUS(status_of_init(exit_code(exited) << 8)) == 3
-    assert status_of_init(killed) == killed          # init itself killed (SIGKILL from the host)
-    assert os.WEXITSTATUS(status_of_init(200 << 8)) == 200    # not 128 + a signal: a plain exit code
-
-
 def test_not_root_with_user_namespaces_still_gets_the_namespaces():
     caps = Capabilities(root=False, netns=True, cgroups=(), seccomp=True, mounts=True, pidns=True, userns=True,
                         landlock_abi=4)
