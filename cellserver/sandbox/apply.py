@@ -23,7 +23,7 @@ import socket
 import time
 
 from cellserver.kernelid import node_of
-from cellserver.sandbox import landlock, mounts, pidns, userns
+from cellserver.sandbox import landlock, mounts, pidns, trial, userns
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
 CLONE_NEWNET = 0x40000000
@@ -45,14 +45,7 @@ def detect(settings: SandboxSettings) -> Capabilities:
     root = os.geteuid() == 0
     use_userns = not root and userns.available()
     if root:
-        pid = os.fork()
-        if pid == 0:   # try in a throw-away child: unshare changes the caller for good
-            try:
-                _check(_libc.unshare(CLONE_NEWNET), "unshare")
-                os._exit(0)
-            except OSError:
-                os._exit(1)
-        netns = os.waitpid(pid, 0)[1] == 0
+        netns = not trial.why_not(lambda: _check(_libc.unshare(CLONE_NEWNET), "unshare"))
     else:
         netns = use_userns            # userns.available() made one inside it
     init = pidns.init_path()
@@ -83,36 +76,14 @@ def detect(settings: SandboxSettings) -> Capabilities:
 def _try_mounts(in_userns: bool = False) -> tuple[bool, str]:
     """Build a kernel root in a throw-away child (its namespace dies with it);
     ``in_userns``: as a kernel does without root, inside a user namespace and
-    as PID 1 of a pid namespace (a fresh /proc needs one)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            if in_userns:
-                userns.enter(mounts.MOUNT_FLAGS | CLONE_NEWNET | pidns.CLONE_NEWPID)
-                userns.fork_and_wait()
-            why = mounts.try_build()
-            os.write(w, why.encode()[:2000])
-            code = 0 if not why else 1
-        except BaseException as e:
-            try:
-                os.write(w, repr(e).encode()[:2000])
-            except OSError:
-                pass
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        data = os.read(r, 4096)
-        if not data:
-            break
-        chunks.append(data)
-    os.close(r)
-    ok = os.waitpid(pid, 0)[1] == 0
-    return ok, "" if ok else (b"".join(chunks).decode("utf-8", "replace") or "the test child failed")
+    in a pid namespace (a fresh /proc needs one)."""
+    def attempt() -> str:
+        if in_userns:
+            userns.enter(mounts.MOUNT_FLAGS | CLONE_NEWNET | pidns.CLONE_NEWPID)
+            userns.fork_and_wait()
+        return mounts.try_build()
+    why = trial.why_not(attempt)
+    return not why, why
 
 
 # --- provider side ---------------------------------------------------------------

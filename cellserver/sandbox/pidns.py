@@ -34,6 +34,8 @@ import ctypes
 import os
 import sys
 
+from cellserver.sandbox import trial
+
 CLONE_NEWPID = 0x20000000
 INIT_NAME = "cellstack-init"
 
@@ -99,32 +101,21 @@ def _kill(pid: int) -> None:
 
 def available(init: str) -> str:
     """Why a pid namespace per kernel cannot be made here ("" when it can):
-    tried in a throw-away child, whose init must be PID 1 of its own."""
+    tried in a throw-away child, where the kernel must come out as PID 2."""
     if not os.access(init, os.X_OK):
         return f"{init} is missing (the install command builds it)"
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
-            first = spawn_init(init)
-            inner = os.fork()
-            if inner == 0:
-                os._exit(0 if os.getpid() == 2 else 1)
-            code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
-            _kill(first)
-            os.waitpid(first, 0)
-        except BaseException as e:
-            os.write(w, str(e).encode()[:500])
-        finally:
-            os._exit(code)
-    os.close(w)
-    why = os.read(r, 600).decode("utf-8", "replace")
-    os.close(r)
-    ok = os.waitpid(pid, 0)[1] == 0
-    return "" if ok else (why or "cannot make a pid namespace here")
+
+    def attempt() -> str:
+        _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        first = spawn_init(init)
+        inner = os.fork()
+        if inner == 0:
+            os._exit(0 if os.getpid() == 2 else 1)
+        ok = os.waitpid(inner, 0)[1] == 0
+        _kill(first)
+        os.waitpid(first, 0)
+        return "" if ok else "the kernel did not come out as PID 2"
+    return trial.why_not(attempt)
 
 
 def host_ppid() -> int:

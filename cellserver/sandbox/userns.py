@@ -30,6 +30,7 @@ import os
 import signal
 
 from cellserver.sandbox.pidns import CLONE_NEWPID, spawn_init
+from cellserver.sandbox.trial import why_not
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -138,14 +139,4 @@ def drop_capabilities() -> None:
 def available() -> bool:
     """Can an unprivileged process here make a user namespace with the others
     in it?  Tried in a throw-away child."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            enter(CLONE_NEWNET | CLONE_NEWPID)
-            code = 0
-        except BaseException:
-            pass
-        finally:
-            os._exit(code)
-    return os.waitpid(pid, 0)[1] == 0
+    return not why_not(lambda: enter(CLONE_NEWNET | CLONE_NEWPID))

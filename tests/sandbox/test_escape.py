@@ -15,7 +15,6 @@ import glob
 import json
 import os
 import signal
-import urllib.parse
 import urllib.request
 
 import pytest
@@ -25,6 +24,7 @@ from twisted.internet import reactor
 
 from tests.support.ports import free_port
 from tests.support.procs import children_of, host_pid, http_ok, kernel_runtime_dir, wait_until
+from tests.support.service import error_of, run
 from tests.support.wsclient import KernelWS, stdout_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -43,17 +43,6 @@ def server(module_children):
     base = f"http://127.0.0.1:{port}/"
     wait_until(lambda: http_ok(base + "healthz"), 60, "sandboxed cell server", child=child)
     return {"base": base, "port": port, "child": child, "runtime": runtime}
-
-
-def run(server, code: str) -> dict:
-    data = urllib.parse.urlencode({"code": code}).encode()
-    with urllib.request.urlopen(urllib.request.Request(server["base"] + "service", data=data), timeout=30) as r:
-        return json.loads(r.read())
-
-
-def error_of(result: dict) -> tuple[str, str]:
-    reply = result["execute_reply"]
-    return reply.get("ename", ""), reply.get("evalue", "")
 
 
 def test_health_reports_the_layers(server):
@@ -310,11 +299,15 @@ def test_kernels_die_with_a_killed_provider(server):
     providers = [p for p in children_of(server["child"].pid)
                  if b"cellserver.provider" in open(f"/proc/{p}/cmdline", "rb").read()]
     assert len(providers) == 1
-    children = children_of(providers[0])                # kernels, and the init of each one's pid namespace
-    kernels = [k for k in children if os.stat(f"/proc/{k}").st_uid != 0]
-    inits = [k for k in children if k not in kernels]
-    assert kernels and len(inits) == len(kernels) and all(os.stat(f"/proc/{k}").st_uid >= 61000 for k in kernels)
-    kernels += inits
+    def settled():
+        """The kernels and their pid namespaces' inits, once none is half-started."""
+        children = children_of(providers[0])
+        inits = [k for k in children if open(f"/proc/{k}/comm").read().strip() == "cellstack-init"]
+        kernels = [k for k in children if k not in inits]
+        if kernels and len(inits) == len(kernels) and all(os.stat(f"/proc/{k}").st_uid >= 61000 for k in kernels):
+            return kernels + inits
+        return None
+    kernels = wait_until(settled, 10, "ready kernels, each on its own account beside its init")
     os.kill(providers[0], signal.SIGKILL)
 
     def gone(pid):

@@ -11,13 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import urllib.parse
 import urllib.request
 
 import pytest
 
 from tests.support.ports import free_port
 from tests.support.procs import ROOT, VENV_BIN, descendants_of, http_ok, kernel_runtime_dir, wait_until
+from tests.support.service import error_of, run
 
 pytestmark = [pytest.mark.integration]
 NOBODY = 65534
@@ -61,17 +61,6 @@ def fallback(module_children):
     if s["health"]["sandbox"]["landlock_abi"] < 1:
         pytest.skip(f"this kernel has no Landlock: {s['health']['sandbox']['why']}")
     return s
-
-
-def run(server, code: str) -> dict:
-    data = urllib.parse.urlencode({"code": code}).encode()
-    with urllib.request.urlopen(urllib.request.Request(server["base"] + "service", data=data), timeout=30) as r:
-        return json.loads(r.read())
-
-
-def error_of(result: dict) -> tuple[str, str]:
-    reply = result["execute_reply"]
-    return reply.get("ename", ""), reply.get("evalue", "")
 
 
 def test_health_reports_namespaces_without_account_or_cgroups(server):
