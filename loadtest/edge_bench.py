@@ -18,8 +18,15 @@ runs for ``--seconds`` (or ``ab -k -c 50`` for ``--requests``) against
 whole sequence is repeated ``--rounds`` times, interleaved, and the table
 gives the median with the spread of req/s, p50/p99, the p99 the proxy adds
 over direct, the ratio to HAProxy (edge to haproxy, edge-tls to
-haproxy-tls) and the CPU the proxy process used.  Targets: edge req/s >=
-0.8x HAProxy's, added p99 <= 1 ms.
+haproxy-tls) and the CPU the proxy process used.  Target: edge req/s >=
+0.8x HAProxy's.
+
+Latency below saturation.  The same five targets, open loop
+(``loadtest.openloop``): ``--latency-rate`` requests per second for
+``--latency-seconds`` on a few keep-alive connections, ``--latency-rounds``
+times interleaved; latency from when each request was due.  What a proxy
+adds is its p50/p99 minus direct's in the same round.  Target: the edge
+adds <= 1 ms at p99.
 
 Failover drill.  A second edge with the default health-check settings
 (``--check-interval``/``--check-timeout``/``--rise``/``--fall`` override)
@@ -57,6 +64,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from loadtest.openloop import Latency, measure
 from loadtest.permalink_failover import Conn, free_ports   # shared with the permalink drills
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -385,6 +393,49 @@ def bench_table(s: dict[str, dict], rounds: int) -> str:
     return "\n".join(lines)
 
 
+# latency below saturation --------------------------------------------------------------------------
+def latency_rounds(b: Bench, args) -> list[dict[str, Latency]]:
+    """Open-loop at ``--latency-rate``, the targets interleaved per round."""
+    rounds = []
+    for _ in range(args.latency_rounds):
+        rounds.append({t: asyncio.run(measure(b.urls[t], args.latency_rate, args.latency_seconds,
+                                              args.latency_connections)) for t in TARGETS})
+    return rounds
+
+
+def latency_summary(rounds: list[dict[str, Latency]]) -> dict[str, dict]:
+    """Medians over rounds, and what each target adds to direct's p50/p99 in
+    the same round (then the median): the machine's load moves both alike."""
+    out = {}
+    for t in TARGETS:
+        runs = [r[t] for r in rounds]
+        out[t] = {"sent": sum(x.sent for x in runs), "errors": sum(x.errors for x in runs),
+                  "p50_ms": _med([x.p50_ms for x in runs]), "p99_ms": _med([x.p99_ms for x in runs]),
+                  "p999_ms": _med([x.p999_ms for x in runs]), "max_ms": max(x.max_ms for x in runs),
+                  "added_p50_ms": _med([r[t].p50_ms - r["direct"].p50_ms for r in rounds]),
+                  "added_p99_ms": _med([r[t].p99_ms - r["direct"].p99_ms for r in rounds]),
+                  "added_p99_min": min(r[t].p99_ms - r["direct"].p99_ms for r in rounds),
+                  "added_p99_max": max(r[t].p99_ms - r["direct"].p99_ms for r in rounds)}
+    return out
+
+
+def latency_table(s: dict[str, dict], args) -> str:
+    head = (f"{'target':<13}{'p50 ms':>8}{'p99 ms':>8}{'p99.9 ms':>10}{'max ms':>8}{'+p50 ms':>9}"
+            f"{'+p99 ms':>9}{'(min..max)':>18}{'sent':>8}{'errors':>8}")
+    lines = [f"latency below saturation: open loop, {args.latency_rate:g} req/s for {args.latency_seconds:g} s on "
+             f"{args.latency_connections} keep-alive connections, median of {args.latency_rounds} interleaved "
+             f"round(s); +p50/+p99 = minus direct's, same round (target: edge adds <= 1 ms at p99)",
+             head, "-" * len(head)]
+    for t in TARGETS:
+        r = s[t]
+        a50 = "-" if t == "direct" else f"{r['added_p50_ms']:+.2f}"
+        a99 = "-" if t == "direct" else f"{r['added_p99_ms']:+.2f}"
+        spread = "-" if t == "direct" else f"({r['added_p99_min']:+.2f}..{r['added_p99_max']:+.2f})"
+        lines.append(f"{t:<13}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['p999_ms']:>10.2f}{r['max_ms']:>8.1f}"
+                     f"{a50:>9}{a99:>9}{spread:>18}{r['sent']:>8}{r['errors']:>8}")
+    return "\n".join(lines)
+
+
 # failover drill -------------------------------------------------------------------------------------
 @dataclass
 class Event:
@@ -539,6 +590,11 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measured run (0: none)")
     ap.add_argument("--rounds", type=int, default=3, help="the five targets, repeated, interleaved")
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--latency-rate", type=float, default=500.0,
+                    help="latency below saturation: requests per second, open loop")
+    ap.add_argument("--latency-seconds", type=float, default=5.0)
+    ap.add_argument("--latency-connections", type=int, default=8)
+    ap.add_argument("--latency-rounds", type=int, default=3, help="0: leave the latency part out")
     ap.add_argument("--no-failover", action="store_true")
     ap.add_argument("--failover-rounds", type=int, default=2)
     ap.add_argument("--rate", type=float, default=400.0, help="failover: POST /kernel per second (open loop)")
@@ -579,6 +635,10 @@ def main(argv=None) -> int:
             result["bench"] = summary
             result["runs"] = [[asdict(r) for r in rnd] for rnd in rounds]
             print(bench_table(summary, args.rounds), flush=True)
+            if args.latency_rounds > 0:
+                lat = latency_summary(latency_rounds(bench, args))
+                result["latency"] = lat
+                print(latency_table(lat, args), flush=True)
             for name in ("edge", "haproxy", "c1"):
                 procs.kill(name)
         if not args.no_failover:

@@ -141,13 +141,13 @@ def wait(pred, timeout: float, what: str) -> None:
 # --- a minimal keep-alive HTTP/1.1 client (asyncio), shared with the benchmark ---
 
 class Conn:
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, tls=None):
+        self.host, self.port, self.tls = host, port, tls      # tls: an ssl.SSLContext, or None
         self.reader = self.writer = None
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
         if body:
             head += "Content-Type: application/x-www-form-urlencoded\r\n"

@@ -17,7 +17,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
         return math.nan
     if not 0 <= p <= 100:
         raise ValueError(f"percentile must be within 0..100, not {p}")
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    rank = max(1, math.ceil(round(p / 100 * len(sorted_values), 9)))   # 99.9% of 1000 is 999, not 999.0000001
     return sorted_values[rank - 1]
 
 

@@ -32,6 +32,14 @@ Requests/sec:  12340.50
 """
 
 
+def test_open_loop_schedule_and_summary():
+    from loadtest.openloop import due_times, summary
+
+    assert due_times(10.0, 4, 1.0) == [10.0, 10.25, 10.5, 10.75]      # due at the rate, whatever answers do
+    s = summary([i / 1000 for i in range(1, 1001)], sent=1002, errors=2)   # 1..1000 ms
+    assert (s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms) == (500, 990, 999, 1000) and s.errors == 2
+
+
 def test_parsers():
     assert parse_wrk(WRK) == (12340.5, 0.812, 2.25, 12345, 7)
     out = "Complete requests:      300\nFailed requests:        0\nRequests per second:    999.10 [#/sec] (mean)\n"
@@ -45,6 +53,7 @@ def test_tiny_run_prints_both_tables(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "loadtest.edge_bench", "--tool", "ab", "--requests", "300", "--connections", "10",
          "--rounds", "1", "--warmup", "0", "--failover-rounds", "1", "--rate", "100", "--after", "0.5",
+         "--latency-rounds", "1", "--latency-seconds", "1", "--latency-rate", "100",
          "--json", str(out_json)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -58,6 +67,10 @@ def test_tiny_run_prints_both_tables(tmp_path):
         r = result["bench"][target]
         assert r["rps"] > 0 and r["errors"] == 0 and r["requests"] >= 300 and 0 < r["p50_ms"] <= r["p99_ms"], r
     assert result["bench"]["edge"]["vs_haproxy"] > 0
+    assert "latency below saturation" in text
+    for target in TARGETS:
+        r = result["latency"][target]
+        assert r["sent"] == 100 and r["errors"] == 0 and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], r
     for event in result["failover"]:
         assert 0 < event["detect_s"] < 15 and event["sent_after"] > 0 and event["failed_after"] == 0, event
     # Everything it started (backends, restarted ones, haproxy, both edges) is gone.
