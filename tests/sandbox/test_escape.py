@@ -348,8 +348,10 @@ def test_a_killed_cell_server_leaves_no_kernel_mount_or_cgroup(module_children):
         assert all(os.path.isdir(f"/sys/fs/cgroup/{c}/cellstack/{other}") for c in controllers)
 
         wait_until(lambda: host_mounts().count(f" {runtime}/work/") >= 2, 20, "two ready kernels' homes")
-        kernels = [d for d in os.listdir(pids_root) if d.startswith("sbk-")]
-        assert len(kernels) >= 2
+        def kernel_cgroups():
+            found = [d for d in os.listdir(pids_root) if d.startswith("sbk-")]
+            return found if len(found) >= 2 else None
+        kernels = wait_until(kernel_cgroups, 10, "two ready kernels' cgroups (made just after their homes)")
         os.kill(child.pid, signal.SIGKILL)
         wait_until(lambda: f" {runtime}/" not in host_mounts(), 15, "the kernels' home tmpfs unmounted")
         wait_until(lambda: not glob.glob(runtime + "/work/*") and not glob.glob(runtime + "/sock/*"), 10,
