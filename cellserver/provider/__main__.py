@@ -217,15 +217,15 @@ class Provider:
                 return
             cmd = self.kernels.pop(pid, None)
             if cmd is None:
-                continue                    # something a kernel left behind (we are subreaper)
+                continue                    # an init we killed, or what a kernel left behind (we are subreaper)
             self.by_kid.pop(cmd.kid, None)
             _killpg(pid)                    # whatever is left of its process group
+            self._end_init(pid)             # and of its pid namespace
             slot, cgroups = self.confined.pop(pid, (None, []))
             sandbox.cleanup(cgroups)        # and of its cgroups (setsid() escapes included)
             if slot is not None:
                 self.slots.release(slot)    # free only now: nothing of that account is left
             self._remove_dirs(cmd)
-            self._end_init(pid)             # and with it what is left in its pid namespace
             code, sig, reason = P.describe_status(status)
             self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=reason))
 
