@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
+from tests.support.browser import CHROMIUM, browser, page  # noqa: F401 (fixtures)
 from tests.support.embedding import cell_server_and_site
 from tests.support.ports import free_port
 from tests.support.procs import ARTIFACTS, PRINT_PID, host_pid, http_ok, kernel_runtime_dir, wait_until
@@ -42,14 +42,6 @@ def server(module_children, tmp_path_factory):
                              lambda base: {"course.html": EMBED.format(server=base)},
                              ["--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "4"])
     return dict(s, embed=s["embed"] + "course.html")
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1000, "height": 900})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
 
 
 def shot(page, name):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.frontend.test_cell_browser import SHOTS, shot, wait_state  # noqa: F401
-from tests.support.browser import CHROMIUM, browser  # noqa: F401 (a fixture)
+from tests.support.browser import CHROMIUM, browser, page  # noqa: F401 (fixtures)
 from tests.support.embedding import cell_server_and_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -85,14 +85,6 @@ def server(module_children, tmp_path_factory):
         lambda base: {f"{name}.html": text.format(server=base, title=name.title())
                       for name, text in [("options", OPTIONS), ("linked", LINKED), ("outputs", OUTPUTS)]},
         ["--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "6"])
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1000, "height": 900})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
 
 
 def run(page, name, code=None):

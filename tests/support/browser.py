@@ -20,3 +20,12 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies or storage from the test before) and its page."""
+    ctx = browser.new_context(viewport={"width": 1000, "height": 900})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
