@@ -19,7 +19,8 @@ setup(
     python_requires=">=3.11",
     packages=packages + ["twisted.plugins"],
     package_data={
-        "twisted": ["plugins/cellserver.py", "plugins/edgeproxy.py", "plugins/permalinkd.py"],
+        "twisted": ["plugins/cellserver.py", "plugins/edgeproxy.py", "plugins/permalinkd.py",
+                    "plugins/cellstack_reactors.py"],
         "": ["*.toml", "*.conf", "*.tmpl", "redis/*.tmpl", "static/*", "static/**/*", "templates/*"],
     },
     include_package_data=True,

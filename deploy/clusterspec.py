@@ -20,6 +20,8 @@ import tomllib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from edgeproxy.reactor import TWISTD_OPTION as EDGE_REACTOR
+
 NODE_KINDS = ("permalinkd", "cellserver", "edgeproxy")  # start order
 
 
@@ -118,6 +120,7 @@ def load_cluster(path: str, root: str, python_bin: str) -> ClusterSpec:
             listen = [listen] if isinstance(listen, str) else list(listen)
             argv = (
                 twistd, "-n", "--pidfile=", f"--logfile={os.path.join(var, 'log', name + '.log')}",
+                *((EDGE_REACTOR,) if kind == "edgeproxy" else ()),
                 kind, "--config", config_path, "--node", name,
             )
             health = health_url_for(listen)

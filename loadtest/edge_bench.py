@@ -64,6 +64,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from edgeproxy.reactor import TWISTD_OPTION as EDGE_REACTOR
 from loadtest.openloop import Latency, measure
 from loadtest.permalink_failover import Conn, free_ports   # shared with the permalink drills
 
@@ -193,7 +194,7 @@ EDGE_TWISTD = [os.path.join(VENV_BIN, "twistd")]
 
 
 def edge_argv(listen: list[str], cells: str, extra: list[str]) -> list[str]:
-    argv = [*EDGE_TWISTD, "-n", "--pidfile=", "edgeproxy"]
+    argv = [*EDGE_TWISTD, "-n", "--pidfile=", EDGE_REACTOR, "edgeproxy"]
     for desc in listen:
         argv += ["--listen", desc]
     return argv + ["--cells", cells, "--static-dir", "static",

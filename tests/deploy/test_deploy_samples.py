@@ -208,7 +208,8 @@ def test_unit_restarts_always_and_names_its_user(path):
 def test_node_units_run_the_node_from_the_shared_file(kind):
     path = os.path.join(DEPLOY, "systemd", f"{kind}@.service")
     keys = unit_keys(path)
-    assert keys["ExecStart"] == [f"/opt/cellstack/venv/bin/twistd -n --pidfile= {kind} "
+    reactor = "--reactor=cellstack-edge " if kind == "edgeproxy" else ""     # edgeproxy/reactor.py
+    assert keys["ExecStart"] == [f"/opt/cellstack/venv/bin/twistd -n --pidfile= {reactor}{kind} "
                                  f"--config /etc/cellstack/cellstack.toml --node %i"]
     if kind == "cellserver":
         assert keys["User"] == ["root"]

@@ -82,6 +82,10 @@ def https_conn(cluster, source="127.0.0.1"):
                                        source_address=(source, 0))
 
 
+def test_the_edge_runs_on_its_own_reactor(cluster):
+    assert "reactor class: edgeproxy.reactor.EdgeReactor" in cluster["edge"].log(tail=100_000)
+
+
 def test_tls_keep_alive_alpn_hsts_and_resumption(cluster):
     conn = https_conn(cluster)
     for _ in range(3):

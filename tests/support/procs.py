@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from edgeproxy.reactor import TWISTD_OPTION as EDGE_REACTOR
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 VENV_BIN = Path(sys.executable).parent
@@ -114,7 +116,8 @@ class Children:
         servers alive at the same time never share a uid's process limit."""
         if plugin == "cellserver" and "--kernel-uid-base" not in args:
             args = [*args, "--kernel-uid-base", str(next(_UID_BASES)), "--kernel-accounts", "512"]
-        argv = [str(VENV_BIN / "twistd"), "-n", "--pidfile=", plugin, *args]
+        reactor = [EDGE_REACTOR] if plugin == "edgeproxy" else []     # as every launcher of the edge does
+        argv = [str(VENV_BIN / "twistd"), "-n", "--pidfile=", *reactor, plugin, *args]
         return self.start(name, argv, env=env)
 
     def stop_all(self) -> None:
