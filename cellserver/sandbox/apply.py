@@ -24,6 +24,7 @@ import time
 
 from cellserver.kernelid import node_of
 from cellserver.sandbox import landlock, mounts, pidns, trial, userns
+from cellserver.sandbox.libc import check, libc
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
 CLONE_NEWNET = 0x40000000
@@ -32,20 +33,12 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 CONTROLLERS = ("memory", "pids", "cpu")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"{what}: {os.strerror(e)}")
-
 
 def detect(settings: SandboxSettings) -> Capabilities:
     root = os.geteuid() == 0
     use_userns = not root and userns.available()
     if root:
-        netns = not trial.why_not(lambda: _check(_libc.unshare(CLONE_NEWNET), "unshare"))
+        netns = not trial.why_not(lambda: check(libc.unshare(CLONE_NEWNET), "unshare"))
     else:
         netns = use_userns            # userns.available() made one inside it
     init = pidns.init_path()
@@ -227,7 +220,7 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
     use_mounts = bool(plan.layers.get("mounts") and root is not None)
     flags = namespace_flags(plan, use_mounts)
     if flags and not plan.userns:            # without root: made already, in the user namespace
-        _check(_libc.unshare(flags), f"unshare({flags:#x})")
+        check(libc.unshare(flags), f"unshare({flags:#x})")
     if use_mounts:
         mounts.build_root(root, work_dir, sock_dir, uid)
         os.environ["TMPDIR"] = "/tmp"        # /tmp is the kernel's own tmpfs now
@@ -241,10 +234,10 @@ def confine_child(settings: SandboxSettings, plan: Plan, cgroups: list[str], uid
         os.environ["USER"] = os.environ["LOGNAME"] = f"cellk{uid}"
         # A change of credentials clears the parent-death signal: set it again,
         # or a kernel outlives a killed provider (an orphan holding its uid).
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+        check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
         if os.getppid() != parent:
             os._exit(1)                      # the provider died meanwhile
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     for name, limit in settings.rlimits():
         if name == "RLIMIT_NPROC" and uid is None and not (plan.userns and _nproc_per_userns()):
             continue                         # counts a uid's processes: else the whole host user's
@@ -291,7 +284,7 @@ def install_seccomp() -> None:
     prog = seccomp_program()
     buf = ctypes.create_string_buffer(prog, len(prog))
     fprog = _SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
+    check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
 
 
 def _build_filter():

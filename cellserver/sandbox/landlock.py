@@ -25,6 +25,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from cellserver.sandbox.libc import error, libc
+
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446    # the same on every architecture
 CREATE_RULESET_VERSION = 1
 RULE_PATH_BENEATH = 1
@@ -42,9 +44,6 @@ RO_EXEC = EXECUTE | READ
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV   # what a rule on a file may hold
 RW = FS_V1 & ~(MAKE_CHAR | MAKE_BLOCK) | REFER | TRUNCATE
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
 
 class _RulesetAttr(ctypes.Structure):
     _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
@@ -58,7 +57,7 @@ class _PathBeneath(ctypes.Structure):
 
 def abi_version() -> int:
     """The Landlock ABI of the running kernel; 0 when it has none (or it is off)."""
-    v = _libc.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+    v = libc.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
     return max(0, int(v))
 
 
@@ -91,9 +90,9 @@ def restrict(paths: list[tuple[str, int]], abi: int) -> None:
     fs, net, scope = handled(abi)
     attr = _RulesetAttr(fs, net, scope)
     size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
-    ruleset = _libc.syscall(SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    ruleset = libc.syscall(SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
-        raise _err("landlock_create_ruleset")
+        raise error("landlock_create_ruleset")
     try:
         for path, rights in paths:
             try:
@@ -105,17 +104,14 @@ def restrict(paths: list[tuple[str, int]], abi: int) -> None:
                 if not os.path.isdir(path):
                     allowed &= FILE_RIGHTS
                 rule = _PathBeneath(allowed, fd)
-                if _libc.syscall(SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_PATH_BENEATH),
-                                 ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
-                    raise _err(f"landlock_add_rule({path})")
+                if libc.syscall(SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_PATH_BENEATH),
+                                ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                    raise error(f"landlock_add_rule({path})")
             finally:
                 os.close(fd)
-        if _libc.syscall(SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
-            raise _err("landlock_restrict_self")
+        if libc.syscall(SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            raise error("landlock_restrict_self")
     finally:
         os.close(ruleset)
 
 
-def _err(what: str) -> OSError:
-    e = ctypes.get_errno()
-    return OSError(e, f"{what}: {os.strerror(e)}")

@@ -41,6 +41,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from cellserver.sandbox.libc import error, libc
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -51,9 +53,8 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "ppc64le": 203, "s390x": 217}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 ETC_FILES = ("ld.so.cache", "localtime", "timezone", "nsswitch.conf", "mime.types", "host.conf")
 ETC_DIRS = ("fonts", "alternatives", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
@@ -65,27 +66,22 @@ def _b(path) -> bytes | None:
     return None if path is None else os.fsencode(path)
 
 
-def _err(what: str) -> OSError:
-    e = ctypes.get_errno()
-    return OSError(e, f"{what}: {os.strerror(e)}")
-
-
 def mount(src, target, fstype, flags: int, data=None) -> None:
-    if _libc.mount(_b(src), _b(target), _b(fstype), flags, _b(data)) != 0:
-        raise _err(f"mount {target}")
+    if libc.mount(_b(src), _b(target), _b(fstype), flags, _b(data)) != 0:
+        raise error(f"mount {target}")
 
 
 def umount(target, flags: int = MNT_DETACH) -> None:
-    if _libc.umount2(_b(target), flags) != 0:
-        raise _err(f"umount {target}")
+    if libc.umount2(_b(target), flags) != 0:
+        raise error(f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     nr = SYS_PIVOT_ROOT.get(os.uname().machine)
     if nr is None:
         raise OSError(errno.ENOSYS, "pivot_root: unknown architecture")
-    if _libc.syscall(nr, _b(new_root), _b(put_old)) != 0:
-        raise _err("pivot_root")
+    if libc.syscall(nr, _b(new_root), _b(put_old)) != 0:
+        raise error("pivot_root")
 
 
 @dataclass(frozen=True)
@@ -286,7 +282,7 @@ def _build(spec: RootSpec, work_dir: str, sock_dir: str, uid: int | None) -> Non
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(work_dir)
     try:
-        _libc.sethostname(spec.hostname.encode(), len(spec.hostname))
+        libc.sethostname(spec.hostname.encode(), len(spec.hostname))
     except (AttributeError, OSError):
         pass
 
@@ -295,8 +291,8 @@ def try_build() -> str:
     """In a throw-away child (``detect``): the whole sequence on scratch
     directories.  Returns "" when it works, else why not."""
     try:
-        if _libc.unshare(MOUNT_FLAGS) != 0:
-            raise _err("unshare(mount, ipc, uts)")
+        if libc.unshare(MOUNT_FLAGS) != 0:
+            raise error("unshare(mount, ipc, uts)")
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         scratch = "/tmp"                  # a tmpfs over it, in this child's namespace only
         mount("cellstack-detect", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")

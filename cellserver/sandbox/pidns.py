@@ -30,22 +30,14 @@ reads the real parent from the host's /proc.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 
 from cellserver.sandbox import trial
+from cellserver.sandbox.libc import check, libc
 
 CLONE_NEWPID = 0x20000000
 INIT_NAME = "cellstack-init"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
 def init_path() -> str:
@@ -71,7 +63,7 @@ class Forker:
 
     def fork(self) -> tuple[int, int]:
         """(kernel pid, init pid) in the parent; (0, 0) in the child."""
-        _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         try:
             init = spawn_init(self.init)
         except BaseException:
@@ -89,7 +81,7 @@ class Forker:
         return pid, init
 
     def _back(self) -> None:
-        _check(_libc.setns(self._own, CLONE_NEWPID), "setns(own pid namespace)")
+        check(libc.setns(self._own, CLONE_NEWPID), "setns(own pid namespace)")
 
 
 def _kill(pid: int) -> None:
@@ -106,7 +98,7 @@ def available(init: str) -> str:
         return f"{init} is missing (the install command builds it)"
 
     def attempt() -> str:
-        _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         first = spawn_init(init)
         inner = os.fork()
         if inner == 0:

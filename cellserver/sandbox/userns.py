@@ -29,6 +29,7 @@ import ctypes
 import os
 import signal
 
+from cellserver.sandbox.libc import check, libc
 from cellserver.sandbox.pidns import CLONE_NEWPID, spawn_init
 from cellserver.sandbox.trial import why_not
 
@@ -36,20 +37,12 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"{what}: {os.strerror(e)}")
-
 
 def enter(flags: int) -> None:
     """Leave for a new user namespace (and the namespaces in ``flags``, made
     in it), mapping our own uid and gid to themselves and nothing else."""
     uid, gid = os.geteuid(), os.getegid()
-    _check(_libc.unshare(CLONE_NEWUSER | flags), f"unshare(CLONE_NEWUSER | {flags:#x})")
+    check(libc.unshare(CLONE_NEWUSER | flags), f"unshare(CLONE_NEWUSER | {flags:#x})")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
@@ -82,7 +75,7 @@ def _quiet_copy(parent_pid: int) -> None:
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     os.closerange(3, 1 << 16)
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent_pid:
         os._exit(1)                             # the provider died while we forked
 
 
@@ -133,7 +126,7 @@ def drop_capabilities() -> None:
     namespace granted: mounts are built, nothing more may be done with them)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    check(libc.capset(ctypes.byref(header), data), "capset")
 
 
 def available() -> bool:
