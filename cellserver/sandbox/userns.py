@@ -8,8 +8,8 @@ capability *over the namespaces it owns*, so it can build them all at once
 CLONE_NEWUTS | CLONE_NEWPID)``), mount its own root and a fresh /proc, and
 keep the host's view of its files: its uid maps to itself, nothing else is
 mapped, ``setgroups`` is denied.  Once the root is built it drops those
-capabilities (``capset``), then ``no_new_privs``, rlimits and seccomp follow
-as with root.  No per-kernel account and no cgroups here: those need root.
+capabilities (``capset``), then ``no_new_privs``, rlimits, Landlock and seccomp
+follow as with root.  No per-kernel account and no cgroups here: those need root.
 
 The steps, in the provider's forked child (single-threaded, which
 ``CLONE_NEWUSER`` requires):
