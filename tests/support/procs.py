@@ -24,9 +24,11 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 VENV_BIN = Path(sys.executable).parent
 
 
-# Disjoint 512-uid ranges for the cell servers one test run starts (100000 up;
-# the shipped clusters use 61000 and 61600).
-_UID_BASES = itertools.count(100_000, 1_000)
+# Disjoint 512-uid ranges for the cell servers one test run starts (the shipped
+# clusters use 61000 and 61600).  Each test process has a band of 100 ranges of
+# its own, chosen by its pid, so two suites running at once on one machine do
+# not hand their kernels the same uids either.
+_UID_BASES = itertools.count(1_000_000 + (os.getpid() % 20_000) * 100_000, 1_000)
 
 
 class Child:
