@@ -4,7 +4,8 @@ Everything a client sends goes through here before it reaches Redis, so
 nothing stored can later fail to load: code is valid UTF-8 text of at most
 ``max_code`` characters, the language is one of the configured ones, and
 interacts is valid JSON (stored as the client's text, which is what the
-cell page gets back).  Each problem is an ``InputError`` carrying the HTTP
+cell page gets back; strict JSON, as a browser's ``JSON.parse`` reads it:
+no ``NaN`` or ``Infinity``).  Each problem is an ``InputError`` carrying the HTTP
 status, a short error code and a human message (ARCHITECTURE section 2).
 """
 from __future__ import annotations
@@ -78,7 +79,7 @@ def parse_create(args: Args, languages: Sequence[str], max_code: int) -> CreateR
     if len(interacts) > MAX_INTERACTS:
         raise InputError(413, "interacts-too-long", f"interacts has more than {MAX_INTERACTS} characters")
     try:
-        json.loads(interacts)
+        json.loads(interacts, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
         raise InputError(400, "bad-interacts", f"interacts is not valid JSON: {str(e)[:200]}")
     n_text = text_arg(args, "n", max_bytes=32)
@@ -93,19 +94,36 @@ def parse_create(args: Args, languages: Sequence[str], max_code: int) -> CreateR
     return CreateRequest(Cell(code=code, language=language, interacts=interacts), n)
 
 
+def _reject_constant(name: str):
+    """``NaN``/``Infinity``/``-Infinity``: Python's json takes them, JSON (and the
+    cell page's ``JSON.parse``) does not, so such a permalink would never load."""
+    raise ValueError(f"{name} is not JSON (no NaN or Infinity)")
+
+
+def _short_arg(args: Args, name: str, max_bytes: int, too_long: InputError) -> str | None:
+    try:
+        return text_arg(args, name, max_bytes=max_bytes)
+    except InputError as e:
+        if e.status == 413:
+            raise too_long
+        raise
+
+
 def parse_lookup(args: Args) -> tuple[str, str | None]:
     """``(id, callback)`` of ``GET /permalink?q=...[&callback=...]``."""
-    q = text_arg(args, "q", max_bytes=256)
+    bad_id = InputError(400, "bad-id", f"q must be {ids.MIN_LENGTH} to {ids.MAX_LENGTH} characters of A-Z a-z 0-9 - _")
+    bad_callback = InputError(400, "bad-callback",
+                              "callback must be a JavaScript identifier (letters, digits, _ $ and dots)")
+    # An overlong id or callback is malformed (400), not a too-large upload (413).
+    q = _short_arg(args, "q", 256, bad_id)
     if q is None or q == "":
         raise InputError(400, "missing-q", "the q parameter (permalink id) is required")
     if not ids.is_valid_id(q):
-        raise InputError(400, "bad-id",
-                         f"q must be {ids.MIN_LENGTH} to {ids.MAX_LENGTH} characters of A-Z a-z 0-9 - _")
-    callback = text_arg(args, "callback", max_bytes=512)
+        raise bad_id
+    callback = _short_arg(args, "callback", 512, bad_callback)
     if callback is not None and callback != "":
         if not is_valid_callback(callback):
-            raise InputError(400, "bad-callback",
-                             "callback must be a JavaScript identifier (letters, digits, _ $ and dots)")
+            raise bad_callback
     else:
         callback = None
     return q, callback

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 
 import pytest
@@ -90,6 +91,11 @@ def test_create_defaults_and_echo_n():
     ({"code": "x", "language": "cobol"}, 400, "unknown-language"),
     ({"code": "x", "interacts": "[1,"}, 400, "bad-interacts"),
     ({"code": "x", "interacts": "{'a': 1}"}, 400, "bad-interacts"),
+    # Python's json takes these; JSON and the browser's JSON.parse do not.
+    ({"code": "x", "interacts": "NaN"}, 400, "bad-interacts"),
+    ({"code": "x", "interacts": "[1, Infinity]"}, 400, "bad-interacts"),
+    ({"code": "x", "interacts": '{"a": -Infinity}'}, 400, "bad-interacts"),
+    ({"code": "x", "interacts": '[{"x": [NaN]}]'}, 400, "bad-interacts"),
     ({"code": "x", "interacts": "[" * 100_000}, 413, "interacts-too-long"),
     ({"code": "x", "n": "seven"}, 400, "bad-n"),
     ({"code": "x", "n": "1" * 30}, 400, "bad-n"),
@@ -115,7 +121,9 @@ def test_deeply_nested_interacts_is_a_clear_error_not_a_crash():
 @pytest.mark.parametrize("kw,code", [({}, "missing-q"), ({"q": "short"}, "bad-id"), ({"q": "a/b/../cdefgh"}, "bad-id"),
                                      ({"q": "abcdefghij", "callback": "alert(1)"}, "bad-callback"),
                                      ({"q": "abcdefghij", "callback": "a;b"}, "bad-callback"),
-                                     ({"q": "abcdefghij", "callback": "function"}, "bad-callback")])
+                                     ({"q": "abcdefghij", "callback": "function"}, "bad-callback"),
+                                     ({"q": "a" * 300}, "bad-id"),
+                                     ({"q": "abcdefghij", "callback": "a" * 600}, "bad-callback")])
 def test_lookup_rejects(kw, code):
     with pytest.raises(InputError) as e:
         parse_lookup(args(**kw))
@@ -202,24 +210,52 @@ def test_watcher_refreshes_on_its_clock():
 
 # --- whatever arrives, validation answers with a cell or an InputError, nothing else ---
 
-_arg_values = st.lists(st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
-                       min_size=1, max_size=3)
+# JSON-ish values too, so interacts often parses (or nearly: NaN, Infinity).
+_json_ish = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8).map(lambda v: json.dumps(v).encode())
+_arg_values = st.lists(st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass"))
+                       | _json_ish, min_size=1, max_size=3)
 _args = st.dictionaries(st.sampled_from([b"code", b"language", b"interacts", b"n", b"q", b"callback", b"x"]),
                         _arg_values, max_size=6)
 
 
+def _strict_json(text: str):
+    """JSON as a browser's JSON.parse reads it: no NaN / Infinity."""
+    def refuse(name):
+        raise ValueError(name)
+    return json.loads(text, parse_constant=refuse)
+
+
 @given(_args)
 def test_any_create_arguments_give_a_cell_or_a_clear_error(args):
-    import json
     try:
         req = parse_create(args, LANGS, 200)
     except InputError as e:
         assert 400 <= e.status < 500 and e.code and e.message
         return
-    # What would be stored loads back: UTF-8 text, valid JSON interacts, a known language.
+    # What would be stored loads back: UTF-8 text, strict-JSON interacts, a known language.
     req.cell.code.encode("utf-8")
-    json.loads(req.cell.interacts)
+    _strict_json(req.cell.interacts)
     assert req.cell.language in LANGS and len(req.cell.code) <= 200
+
+
+@given(_json_ish)
+def test_interacts_is_accepted_exactly_when_it_is_strict_json(interacts):
+    """Validation and the browser agree: what parses strictly is stored, the rest (NaN...) is a 400."""
+    try:
+        _strict_json(interacts.decode())
+        strict = True
+    except ValueError:
+        strict = False
+    try:
+        parse_create({b"code": [b"x"], b"interacts": [interacts]}, LANGS, 200)
+        accepted = True
+    except InputError as e:
+        assert (e.status, e.code) == (400, "bad-interacts")
+        accepted = False
+    assert accepted is strict
 
 
 @given(_args)
