@@ -2,9 +2,10 @@
 
 Thin adapters: parameters go through ``permalinkd.validation``, storage
 through a store object (``permalinkd.store.RedisStore``), one request-log
-line per request (``permalinkd.requestlog``).  Every failure is a JSON error
-``{"error", "message"}`` with its status (deploy/webutil); nothing a client
-sends escapes as a traceback.
+line per request (``RequestLog``, records from ``permalinkd.requestlog``)
+whatever answers it: permalinks, health, metrics, a 405 or an unknown path.
+Every failure is a JSON error ``{"error", "message"}`` with its status
+(deploy/webutil); nothing a client sends escapes as a traceback.
 """
 from __future__ import annotations
 
@@ -79,30 +80,69 @@ def _peer_ip(request) -> str:
     return getattr(peer, "host", None) or str(peer)
 
 
+class RequestLog:
+    """Writes the one request-log line of a request, for every resource.
+
+    The client address believes ``X-Forwarded-For`` only from the trusted
+    proxies; a failing sink is logged, never fails the request.
+    """
+
+    _log = Logger()
+
+    def __init__(self, sink, clock, node: str, trusted_proxies=()):
+        self.sink, self.clock, self.node = sink, clock, node
+        self.trusted = tuple(trusted_proxies)
+
+    def write(self, request, route: str, status: int, outcome: str, pid: str | None, start: float, **extra):
+        now = self.clock.seconds()
+        peer = _peer_ip(request)
+        if self.trusted:
+            xff = [v.decode("latin-1") for v in request.requestHeaders.getRawHeaders(b"x-forwarded-for", ())]
+            peer = client_ip(peer, xff, self.trusted)
+        try:
+            self.sink.write(requestlog.record(now, self.node, peer, request.method.decode("latin-1"), route,
+                                              status, outcome, pid, now - start, **extra))
+        except OSError:
+            self._log.failure("request log write failed")
+
+
+def _method_not_allowed(request, allowed: bytes) -> bytes:
+    request.setHeader(b"Allow", allowed)
+    return json_error(request, 405, "method-not-allowed",
+                      f"{request.method.decode('latin-1')[:20]} is not allowed here; use {allowed.decode()}")
+
+
 class PermalinkResource(resource.Resource):
     isLeaf = True
     _log = Logger()
+    ALLOWED = b"GET, HEAD, POST, OPTIONS"
 
-    def __init__(self, *, store, clock, node: str, languages, max_code: int, sink, metrics, trusted_proxies=(),
+    def __init__(self, *, store, clock, languages, max_code: int, reqlog: RequestLog, metrics,
                  max_body: int = 1_000_000):
         super().__init__()
         self.max_body = max_body
         self.store = store
         self.clock = clock
-        self.node = node
         self.languages = tuple(languages)
         self.max_code = max_code
-        self.sink = sink
+        self.reqlog = reqlog
         self.metrics = metrics
-        self.trusted = tuple(trusted_proxies)
 
     # --- twisted.web entry points ---------------------------------------------
+
+    def render(self, request):
+        if request.method not in (b"GET", b"HEAD", b"POST", b"OPTIONS"):
+            apply_cors(request)
+            body = _method_not_allowed(request, self.ALLOWED)
+            self.reqlog.write(request, "permalink", 405, "method-not-allowed", None, self.clock.seconds())
+            return body
+        return super().render(request)
 
     def render_OPTIONS(self, request):
         apply_cors(request)
         request.setHeader(b"Access-Control-Max-Age", b"600")
         request.setResponseCode(204)
-        self._logline(request, "preflight", 204, "ok", None, self.clock.seconds())
+        self.reqlog.write(request, "preflight", 204, "ok", None, self.clock.seconds())
         return b""
 
     def render_POST(self, request):
@@ -124,7 +164,7 @@ class PermalinkResource(resource.Resource):
             status, outcome, pid, body, extra = result
             self.metrics.requests.labels(route, outcome).inc()
             self.metrics.latency.labels(route).observe(max(0.0, self.clock.seconds() - start))
-            self._logline(request, route, status, outcome, pid, start, **extra)
+            self.reqlog.write(request, route, status, outcome, pid, start, **extra)
             if not gone:
                 request.setHeader(b"Content-Length", b"%d" % len(body))
                 request.write(body)
@@ -192,25 +232,42 @@ class PermalinkResource(resource.Resource):
             body = json_body(request, 200, [cell.code, cell.language, cell.interacts])
         return 200, "found", pid, body, {"source": source}
 
-    def _logline(self, request, route, status, outcome, pid, start, **extra):
-        xff = [v.decode("latin-1") for v in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])]
-        now = self.clock.seconds()
-        try:
-            self.sink.write(requestlog.record(
-                now, self.node, client_ip(_peer_ip(request), xff, self.trusted),
-                request.method.decode("latin-1"), route, status, outcome, pid, now - start, **extra))
-        except OSError:
-            self._log.failure("request log write failed")
 
+class _LoggedLeaf(resource.Resource):
+    """A synchronous GET-only leaf whose every answer (a 405 too) is one request-log line.
 
-class HealthResource(resource.Resource):
+    Subclasses implement ``answer(request) -> (outcome, body)``.
+    """
+
     isLeaf = True
+    route = "unknown"
+    methods: tuple[bytes, ...] | None = (b"GET", b"HEAD")
 
-    def __init__(self, *, store, node: str, watcher=None):
+    def __init__(self, reqlog: RequestLog):
         super().__init__()
+        self.reqlog = reqlog
+
+    def render(self, request):
+        start = self.reqlog.clock.seconds()
+        if self.methods is not None and request.method not in self.methods:
+            outcome, body = "method-not-allowed", _method_not_allowed(request, b", ".join(self.methods))
+        else:
+            outcome, body = self.answer(request)
+        self.reqlog.write(request, self.route, request.code, outcome, None, start)
+        return body
+
+    def answer(self, request) -> tuple[str, bytes]:
+        raise NotImplementedError
+
+
+class HealthResource(_LoggedLeaf):
+    route = "healthz"
+
+    def __init__(self, reqlog: RequestLog, *, store, node: str, watcher=None):
+        super().__init__(reqlog)
         self.store, self.node, self.watcher = store, node, watcher
 
-    def render_GET(self, request):
+    def answer(self, request):
         st = self.store.status()
         if st["primary_connected"]:
             status, code = "ok", 200
@@ -218,49 +275,53 @@ class HealthResource(resource.Resource):
             status, code = "read-only", 200
         else:
             status, code = "no-redis", 503
-        return json_body(request, code, {"status": status, "node": self.node, **st})
+        return status, json_body(request, code, {"status": status, "node": self.node, **st})
 
 
-class MetricsResource(resource.Resource):
-    isLeaf = True
+class MetricsResource(_LoggedLeaf):
+    route = "metrics"
 
-    def __init__(self, metrics, store=None):
-        super().__init__()
+    def __init__(self, reqlog: RequestLog, metrics, store=None):
+        super().__init__(reqlog)
         self.metrics, self.store = metrics, store
 
-    def render_GET(self, request):
+    def answer(self, request):
         if self.store is not None:
             self.metrics.primary_up.set(1 if self.store.status()["primary_connected"] else 0)
         request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
-        return self.metrics.render()
+        return "ok", self.metrics.render()
 
 
-class NotFound(resource.Resource):
-    isLeaf = True
+class NotFound(_LoggedLeaf):
+    """Any path permalinkd does not serve, whatever the method."""
 
-    def render(self, request):
-        return json_error(request, 404, "not-found", "no such path")
+    methods = None
+
+    def answer(self, request):
+        return "not-found", json_error(request, 404, "not-found", "no such path")
 
 
 def make_root(*, store, clock, node, languages, max_code, sink, metrics, trusted_proxies=(), watcher=None,
               max_body=1_000_000):
+    reqlog = RequestLog(sink, clock, node, trusted_proxies)
     root = resource.Resource()
-    root.putChild(b"permalink", PermalinkResource(store=store, clock=clock, node=node, languages=languages,
-                                                  max_code=max_code, sink=sink, metrics=metrics,
-                                                  trusted_proxies=trusted_proxies, max_body=max_body))
-    root.putChild(b"healthz", HealthResource(store=store, node=node, watcher=watcher))
-    root.putChild(b"metrics", MetricsResource(metrics, store))
-    root.putChild(b"", NotFound())
-    root.getChildWithDefault = _default_not_found(root)
+    root.putChild(b"permalink", PermalinkResource(store=store, clock=clock, languages=languages,
+                                                  max_code=max_code, reqlog=reqlog, metrics=metrics,
+                                                  max_body=max_body))
+    root.putChild(b"healthz", HealthResource(reqlog, store=store, node=node, watcher=watcher))
+    root.putChild(b"metrics", MetricsResource(reqlog, metrics, store))
+    not_found = NotFound(reqlog)
+    root.putChild(b"", not_found)
+    root.getChildWithDefault = _default_not_found(root, not_found)
     return root
 
 
-def _default_not_found(root):
+def _default_not_found(root, not_found):
     original = root.getChildWithDefault
 
     def lookup(path, request):
         if path in root.children:
             return original(path, request)
-        return NotFound()
+        return not_found
 
     return lookup

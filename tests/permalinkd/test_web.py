@@ -171,12 +171,30 @@ async def test_jsonp_and_cors(app):
     assert r.code == 200
     assert r.headers.getRawHeaders(b"content-type")[0].startswith(b"application/javascript")
     assert body == b'/**/jQuery_1.done(["jsonp","sage","[]"]);'
-    assert r.headers.getRawHeaders(b"access-control-allow-origin") == [b"https://a.example"]
-    assert r.headers.getRawHeaders(b"access-control-allow-credentials") == [b"true"]
-    d = app.stub.request("OPTIONS", BASE + "/permalink", headers={b"Origin": [b"https://a.example"],
-                                                                   b"Access-Control-Request-Method": [b"POST"]})
-    r, _ = await app.call(d)
-    assert r.code == 204 and b"POST" in r.headers.getRawHeaders(b"access-control-allow-methods")[0]
+    assert_cors(r.headers, b"https://a.example")
+    d = app.stub.request("OPTIONS", BASE + "/permalink", headers={
+        b"Origin": [b"https://a.example"], b"Access-Control-Request-Method": [b"POST"],
+        b"Access-Control-Request-Headers": [b"content-type"]})
+    r, body = await app.call(d)
+    assert r.code == 204 and body == b""
+    assert_cors(r.headers, b"https://a.example")
+    assert r.headers.getRawHeaders(b"access-control-allow-headers") == [b"content-type"]
+    assert r.headers.getRawHeaders(b"access-control-max-age") == [b"600"]
+    # Errors carry CORS too (a page can read the JSON error), and no Origin means no CORS headers.
+    r, _ = await app.get({"q": "doesnotexist"}, headers={b"Origin": [b"https://b.example"]})
+    assert r.code == 404
+    assert_cors(r.headers, b"https://b.example")
+    r, _ = await app.get({"q": pid})
+    assert not r.headers.hasHeader(b"access-control-allow-origin")
+    assert not r.headers.hasHeader(b"access-control-allow-credentials")
+
+
+def assert_cors(headers, origin: bytes):
+    """ARCHITECTURE section 2: echo the Origin, allow credentials, methods GET, POST, DELETE, OPTIONS."""
+    assert headers.getRawHeaders(b"access-control-allow-origin") == [origin]
+    assert headers.getRawHeaders(b"access-control-allow-credentials") == [b"true"]
+    assert headers.getRawHeaders(b"access-control-allow-methods") == [b"GET, POST, DELETE, OPTIONS"]
+    assert headers.getRawHeaders(b"vary") == [b"Origin"]
 
 
 @pytest_twisted.ensureDeferred
@@ -256,6 +274,33 @@ async def test_redis_down_is_503_not_a_crash():
         assert r.code == 503 and jbody(body)["status"] == "no-redis"
     finally:
         await app.store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_request_writes_one_request_log_line(app):
+    """Not only /permalink: health checks, metrics scrapes, unknown paths and refused methods too."""
+    await app.ready()
+    calls = [
+        (lambda: app.stub.get(BASE + "/healthz"), 200, "healthz", "ok"),
+        (lambda: app.stub.get(BASE + "/metrics"), 200, "metrics", "ok"),
+        (lambda: app.stub.get(BASE + "/nowhere/at/all"), 404, "unknown", "not-found"),
+        (lambda: app.stub.get(BASE + "/"), 404, "unknown", "not-found"),
+        (lambda: app.stub.post(BASE + "/healthz"), 405, "healthz", "method-not-allowed"),
+        (lambda: app.stub.put(BASE + "/permalink", data=b"x"), 405, "permalink", "method-not-allowed"),
+        (lambda: app.stub.delete(BASE + "/nowhere"), 404, "unknown", "not-found"),
+    ]
+    for send, status, route, outcome in calls:
+        before = len(app.sink.records)
+        r, body = await app.call(send())
+        assert r.code == status, body
+        if status >= 400:
+            assert jbody(body)["error"] == outcome
+        assert len(app.sink.records) == before + 1, app.sink.records[before:]
+        rec = app.sink.records[-1]
+        assert (rec["route"], rec["status"], rec["outcome"]) == (route, status, outcome), rec
+        assert rec["client_ip"] and rec["node"] == "p1" and rec["duration_ms"] >= 0
+    r, _ = await app.call(app.stub.put(BASE + "/permalink", data=b"x"))
+    assert r.headers.getRawHeaders(b"allow") == [b"GET, HEAD, POST, OPTIONS"]
 
 
 @pytest_twisted.ensureDeferred
