@@ -18,7 +18,15 @@
 // and replies that answer the comm messages the widgets sent (ipywidgets
 // throttles a model to one update in flight until its "idle" arrives).
 // Binary buffers travel as base64 strings in the JSON frame's `buffers`.
+//
+// ipywidgets' Output widget (`with out:`, ipywidgets.interact,
+// interactive_output) does not send its output over its comm: the kernel only
+// sets its `msg_id` to the request being run, and the front end must put that
+// request's iopub output (stream, display_data, execute_result, error,
+// clear_output) into the widget instead of the cell, as JupyterLab's and
+// Voila's managers do.  handleMessage consumes such output too.
 import { HTMLManager } from '@jupyter-widgets/html-manager/lib/htmlmanager';
+import { OutputModel } from '@jupyter-widgets/html-manager/lib/output';
 import '@jupyter-widgets/controls/css/widgets-base.css';
 import '@jupyter-widgets/html-manager/css/output.css';
 import '@lumino/widgets/style/index.css';
@@ -76,6 +84,37 @@ async function loadExtra(moduleName) {
   throw new Error(`widget module ${moduleName} is not available here`);
 }
 
+// iopub message types an Output widget captures.
+const CAPTURED = new Set(['stream', 'display_data', 'execute_result', 'error', 'clear_output']);
+
+// html-manager's OutputModel, plus adding captured iopub output.  The
+// manager hands the output in through the model's comm queue (a
+// `cellstack_output` pseudo message), so it is applied in order with the
+// kernel's state updates of the same widget (e.g. `out.outputs = ()` then a
+// print), after the model's class has loaded.
+class CapturingOutputModel extends OutputModel {
+  _handle_comm_msg(msg) {
+    const output = msg.cellstack_output;
+    if (!output) return super._handle_comm_msg(msg);
+    this.state_change = this.state_change.then(() => this.add(output))
+      .catch((e) => console.error('widget output failed', e));
+    return this.state_change;
+  }
+
+  add(msg) {
+    const type = msg.header.msg_type;
+    if (type === 'clear_output') {
+      this.clear_output(Boolean(msg.content.wait));
+    } else {
+      const { transient, ...content } = msg.content; // eslint-disable-line no-unused-vars
+      this._outputs.add(Object.assign({ output_type: type }, content));
+    }
+    // As JupyterLab's: the kernel's `outputs` follows what the page shows.
+    this.set('outputs', this._outputs.toJSON(), { newMessage: true });
+    this.save_changes();
+  }
+}
+
 class WsComm {
   constructor(manager, commId, targetName) {
     this._manager = manager;
@@ -127,6 +166,9 @@ export class CellWidgetManager extends HTMLManager {
     this._comms = new Map();
     this._callbacks = new Map();   // msg_id -> callbacks of a message we sent
     this._roots = new Set();       // elements views were rendered into
+    this._outputComms = new Set(); // comm ids of Output widgets
+    this._capturing = new Map();   // msg_id -> comm ids of the Outputs capturing it (the last wins)
+    this._captureOf = new Map();   // Output comm id -> its msg_id
     this.disconnected = false;
     this.sent = 0;
   }
@@ -172,6 +214,48 @@ export class CellWidgetManager extends HTMLManager {
     });
   }
 
+  loadClass(className, moduleName, moduleVersion) {
+    if (moduleName === '@jupyter-widgets/output' && className === 'OutputModel') {
+      return Promise.resolve(CapturingOutputModel);
+    }
+    return super.loadClass(className, moduleName, moduleVersion);
+  }
+
+  // Output capture ------------------------------------------------------------
+  // Followed from the raw messages, synchronously: the models apply state
+  // later (promises), but the output that follows a msg_id change must be
+  // routed the moment it arrives.
+  _setCapture(commId, msgId) {
+    const old = this._captureOf.get(commId);
+    if (old === msgId) return;
+    if (old) {
+      const ids = this._capturing.get(old).filter((c) => c !== commId);
+      if (ids.length) this._capturing.set(old, ids); else this._capturing.delete(old);
+    }
+    this._captureOf.delete(commId);
+    if (msgId) {
+      this._captureOf.set(commId, msgId);
+      this._capturing.set(msgId, (this._capturing.get(msgId) || []).concat([commId]));
+    }
+  }
+
+  _followOutputState(commId, content) {
+    const data = content.data || {};
+    const state = data.state || {};
+    if (!this._outputComms.has(commId) || !('msg_id' in state)) return;
+    if (data.method !== undefined && data.method !== 'update') return;
+    this._setCapture(commId, state.msg_id);
+  }
+
+  _captureOutput(type, parentId, msg) {
+    if (!CAPTURED.has(type) || !parentId) return false;
+    const ids = this._capturing.get(parentId);
+    const comm = ids && this._comms.get(ids[ids.length - 1]);
+    if (!comm) return false;
+    comm._handleMsg({ cellstack_output: msg });
+    return true;
+  }
+
   // Messages from the kernel --------------------------------------------------
   handleMessage(raw) {
     const msg = Object.assign({}, raw, { buffers: (raw.buffers || []).map(fromWire) });
@@ -181,6 +265,11 @@ export class CellWidgetManager extends HTMLManager {
       if (content.target_name !== 'jupyter.widget') return false;
       const comm = new WsComm(this, content.comm_id, content.target_name);
       this._comms.set(comm.comm_id, comm);
+      const state = (content.data && content.data.state) || {};
+      if (state._model_module === '@jupyter-widgets/output' && state._model_name === 'OutputModel') {
+        this._outputComms.add(comm.comm_id);
+        this._followOutputState(comm.comm_id, content);
+      }
       this.handle_comm_open(comm, msg).catch((e) => console.error('widget comm_open failed', e));
       return true;
     }
@@ -188,14 +277,18 @@ export class CellWidgetManager extends HTMLManager {
       const comm = this._comms.get(content.comm_id);
       if (!comm) return false;
       if (type === 'comm_msg') {
+        this._followOutputState(content.comm_id, content);
         comm._handleMsg(msg);
       } else {
+        this._setCapture(content.comm_id, '');
+        this._outputComms.delete(content.comm_id);
         this._comms.delete(content.comm_id);
         comm._handleClose(msg);
       }
       return true;
     }
     const parentId = msg.parent_header && msg.parent_header.msg_id;
+    if (this._captureOutput(type, parentId, msg)) return true;
     const cbs = parentId && this._callbacks.get(parentId);
     if (!cbs) return false;
     if (type === 'status') {
