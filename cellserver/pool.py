@@ -46,6 +46,21 @@ STOP_GRACE = 15.0       # seconds stopService waits for the provider before SIGK
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(cellserver.__file__)))
 
 
+def remove_runtime_dir(runtime_dir: str) -> None:
+    """Remove what a pool makes in its runtime directory (sockets, kernels' work
+    and IPython dirs), then the directory if that leaves it empty: runtime-dir
+    may be a directory the operator owns.  Also used by ``deploy/cluster down``
+    for a cell server that was SIGKILLed before it could do this itself."""
+    for d in ("sock", "work", "ipython"):
+        path = os.path.join(runtime_dir, d)
+        unmount_under(path)
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.rmdir(runtime_dir)
+    except OSError:
+        pass
+
+
 class ProviderProcess(protocol.ProcessProtocol):
     """Pipes to one provider process: commands out, events in, stderr to the log."""
 
@@ -207,14 +222,7 @@ class KernelPoolService(service.Service):
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = None
-        # Only what the pool made: runtime-dir may be a directory the operator owns.
-        for d in (self.sock_root, self.work_root, os.path.join(self.runtime_dir, "ipython")):
-            unmount_under(d)
-            shutil.rmtree(d, ignore_errors=True)
-        try:
-            os.rmdir(self.runtime_dir)
-        except OSError:
-            pass
+        remove_runtime_dir(self.runtime_dir)
 
     def _kill_provider(self, pp: ProviderProcess) -> None:
         if not pp.alive:

@@ -26,6 +26,9 @@ import sys
 import time
 import urllib.request
 
+from twisted.logger import Logger
+from twisted.runner.procmon import ProcessMonitor
+
 from deploy.clusterspec import ClusterSpec, ProcessSpec, load_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,27 +69,40 @@ def prepare(spec: ClusterSpec) -> None:
 
 # --- the supervisor -----------------------------------------------------------
 
+class Supervisor(ProcessMonitor):
+    """Twisted's ProcessMonitor with the cluster's timings and one log line per
+    death (which node, how it ended, when it comes back), so an operator
+    reading supervisor.log sees every restart and its back-off.
+
+    A node that lived longer than ``threshold`` seconds is restarted at once;
+    one that died sooner waits ``minRestartDelay``, doubled on each quick
+    death up to ``maxRestartDelay`` (ProcessMonitor's own back-off)."""
+
+    minRestartDelay = 1
+    maxRestartDelay = 30
+    threshold = 5
+    killTime = 15
+    log = Logger(namespace="cluster")
+
+    def _monitoredProcessExited(self, name, reason=None):
+        super()._monitoredProcessExited(name, reason)
+        call = self.restart.get(name)
+        if self.running and call is not None and call.active():
+            how = reason.getErrorMessage() if reason is not None else "exited"
+            self.log.warn("{name} died ({how}); restarting it in {delay:.0f} s", name=name, how=how,
+                          delay=max(0.0, call.getTime() - self._clock.seconds()))
+
+    def _forceStopProcess(self, proc):
+        self.log.warn("pid {pid} did not stop in {s} s; killing it (SIGKILL)", pid=proc.pid, s=self.killTime)
+        super()._forceStopProcess(proc)
+
+
 def supervise(spec: ClusterSpec) -> None:
     """Run every process under a ProcessMonitor until SIGTERM, then stop them all."""
     from twisted.internet import reactor, task
-    from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
-    from twisted.runner.procmon import ProcessMonitor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    log = Logger(namespace="cluster")
-
-    class Supervisor(ProcessMonitor):
-        minRestartDelay = 1
-        maxRestartDelay = 30
-        threshold = 5
-        killTime = 15
-
-        def _monitoredProcessExited(self, name, reason=None):
-            super()._monitoredProcessExited(name, reason)
-            call = self.restart.get(name)
-            if self.running and call is not None and call.active():
-                log.warn("{name} died; restarting it in {delay:.0f} s", name=name,
-                         delay=max(0.0, call.getTime() - self._clock.seconds()))
-
+    log = Supervisor.log
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     monitor = Supervisor(reactor=reactor)
     env = dict(os.environ)
@@ -191,6 +207,21 @@ def cluster_processes(spec: ClusterSpec) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
+def sweep_runtime_dirs(spec: ClusterSpec) -> list[str]:
+    """Remove the runtime directories (sockets, kernels' work and IPython dirs)
+    cell servers leave when they are SIGKILLed instead of stopping: a cell
+    server removes them itself on a clean stop.  Only once no process of the
+    cluster is left, so nothing still uses them.  Returns what was removed."""
+    from cellserver.pool import remove_runtime_dir
+
+    swept = []
+    for node in spec.nodes:
+        if node.runtime_dir and os.path.isdir(node.runtime_dir):
+            remove_runtime_dir(node.runtime_dir)
+            swept.append(node.runtime_dir)
+    return swept
+
+
 def up(spec: ClusterSpec, timeout: float) -> int:
     if _read_pid(spec):
         print(f"cluster: already running (supervisor pid {_read_pid(spec)}); deploy/cluster down first")
@@ -231,13 +262,17 @@ def up(spec: ClusterSpec, timeout: float) -> int:
 
         r = spec.redis
         try:
-            rediscluster.wait_ready(timeout=max(1.0, deadline - time.monotonic()), primary=r.primary,
-                                    replicas=r.replicas, sentinels=r.sentinels, master_name=r.master_name,
-                                    password=rediscluster.read_password(r.password_file))
+            # Whichever server Sentinel made primary: after a failover the
+            # configs it rewrote keep the old primary a replica.
+            primary = rediscluster.wait_cluster_ready(
+                timeout=max(1.0, deadline - time.monotonic()), servers=(r.primary, *r.replicas),
+                sentinels=r.sentinels, master_name=r.master_name,
+                password=rediscluster.read_password(r.password_file))
         except TimeoutError as e:
             print(f"cluster: {e}; logs in {spec.log_dir}")
             return 1
-        print(f"cluster: redis primary with {len(r.replicas)} replicas and {len(r.sentinels)} sentinels ready")
+        print(f"cluster: redis primary {primary} with {len(r.replicas)} replicas and "
+              f"{len(r.sentinels)} sentinels ready")
     for edge in (n for n in spec.nodes if n.kind == "edgeproxy" and n.health_url):
         # Ready means: the edge itself sees every backend up (its checks need `rise` passes).
         def all_up(url=edge.health_url):
@@ -281,6 +316,9 @@ def down(spec: ClusterSpec, timeout: float) -> int:
         deadline = time.monotonic() + 5
         while any(_alive(p) for p in stragglers) and time.monotonic() < deadline:
             time.sleep(0.05)
+    swept = sweep_runtime_dirs(spec) if not cluster_processes(spec) else []
+    if swept:
+        print(f"cluster: removed what killed cell servers left: {', '.join(swept)}")
     for name in ("supervisor.pid", "status.json"):
         try:
             os.unlink(os.path.join(spec.run_dir, name))

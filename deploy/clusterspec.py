@@ -32,6 +32,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None   # answers 200 once the process serves
     kind: str = ""
+    runtime_dir: str | None = None  # cell servers: sockets and kernels' dirs (deploy/cluster down sweeps it)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,10 @@ def load_cluster(path: str, root: str, python_bin: str) -> ClusterSpec:
                 plain = node_table.get("http-listen", table.get("http-listen"))
                 if plain:
                     health = health_url_for([plain]) or health
-            nodes.append(ProcessSpec(name=name, argv=argv, health_url=health, kind=kind))
+            runtime_dir = None
+            if kind == "cellserver":   # the cell server's own default: cellserver.provider_settings
+                runtime_dir = node_table.get("runtime-dir", table.get("runtime-dir")) or f"/tmp/cs-{name}"
+            nodes.append(ProcessSpec(name=name, argv=argv, health_url=health, kind=kind, runtime_dir=runtime_dir))
     names = [n.name for n in nodes]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:

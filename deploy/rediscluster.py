@@ -18,7 +18,8 @@ API:
 - ``process_specs(directory, master_name=, primary=, replicas=, sentinels=,
   password=)`` the same for any directory and ports (tests);
 - ``command(port, *args, password=)`` a tiny blocking RESP client;
-  ``topology_ready(...)``, ``wait_ready(...)``, ``sentinel_primary(...)``.
+  ``topology_ready(...)``, ``wait_ready(...)``, ``sentinel_primary(...)``,
+  ``wait_cluster_ready(...)`` (whichever server Sentinel made primary).
 """
 from __future__ import annotations
 
@@ -203,3 +204,29 @@ def wait_ready(timeout: float = 30.0, interval: float = 0.1, **topology) -> None
             return
         time.sleep(interval)
     raise TimeoutError(f"Redis topology not ready after {timeout}s: {problem}")
+
+
+def wait_cluster_ready(timeout: float, *, servers: Sequence[int], sentinels: Sequence[int], master_name: str,
+                       password: str, interval: float = 0.1) -> int:
+    """Block until the server Sentinel names primary (one of ``servers``) has
+    every other one as an online replica and every Sentinel knows them all;
+    return that primary's port, or raise ``TimeoutError``.
+
+    Unlike ``wait_ready`` it does not insist on the configured primary: after
+    a failover Sentinel rewrote the configs, and the old primary restarts as
+    a replica of the one it elected."""
+    deadline = time.monotonic() + timeout
+    problem = "no Sentinel answered"
+    while time.monotonic() < deadline:
+        addr = sentinel_primary(sentinels, master_name, password)
+        if addr is None:
+            problem = "no Sentinel answered"
+        elif addr[1] not in servers:
+            problem = f"Sentinels name {addr[0]}:{addr[1]} primary, not one of {list(servers)}"
+        else:
+            problem = topology_problem(primary=addr[1], replicas=[p for p in servers if p != addr[1]],
+                                       sentinels=sentinels, master_name=master_name, password=password)
+            if problem is None:
+                return addr[1]
+        time.sleep(interval)
+    raise TimeoutError(f"Redis topology not ready after {timeout:.0f}s: {problem}")
