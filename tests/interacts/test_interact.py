@@ -159,9 +159,19 @@ def test_every_control_kind(wire):
           s=selector(["p", "q"], buttons=True), d=selector(list("abcdef")),
           rad=selector([1, 2], selector_type="radio"), col=color_selector((1, 0, 0)),
           g=input_grid(2, 2, default=[[1, 2], [3, 4]]), b=button("Go", value="hit", default="idle"),
-          bb=button_bar([(1, "+1"), (-1, "-1")], default=0), h=text_control("<i>note</i>")):
-        print(a, r, t, e, c, s, d, rad, col, g, b, bb, h)
-    assert text_of(f) == "0.5 (2, 5) x 2 False p a 1 #ff0000 [[1, 2], [3, 4]] idle 0 <i>note</i>\n"
+          bb=button_bar([(1, "+1"), (-1, "-1")], default=0), h=text_control("<i>note</i>"),
+          cs=slider(0.0, 2.5, display_value=False), cr=range_slider(0.0, 1.0)):
+        print(a, r, t, e, c, s, d, rad, col, g, b, bb, h, cs, cr)
+    assert text_of(f) == ("0.5 (2, 5) x 2 False p a 1 #ff0000 [[1, 2], [3, 4]] idle 0 <i>note</i>"
+                          " 0.0 (0.0, 1.0)\n")
+    # Continuous sliders: float widgets over the interval, the readout as asked.
+    cs, cr = widget(f, "cs"), widget(f, "cr")
+    assert isinstance(cs, W.FloatSlider) and (cs.min, cs.max, cs.readout) == (0.0, 2.5, False)
+    assert isinstance(cr, W.FloatRangeSlider) and (cr.min, cr.max, cr.readout) == (0.0, 1.0, True)
+    assert cs.step == pytest.approx(2.5 / 499) and cr.step == pytest.approx(1 / 499)
+    browser_set(cs, value=1.25)
+    browser_set(cr, value=[0.25, 0.75])
+    assert text_of(f).endswith(" 1.25 (0.25, 0.75)\n")
     assert isinstance(widget(f, "a"), W.SelectionSlider)
     assert isinstance(widget(f, "r"), W.IntRangeSlider)
     assert isinstance(widget(f, "s"), W.ToggleButtons)

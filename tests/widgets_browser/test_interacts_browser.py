@@ -21,8 +21,10 @@ def f(x=slider(0, 10), r=range_slider(0, 10, 1, default=(2, 5)), t=input_box("hi
       e=input_box(2), c=checkbox(False), s=selector(["p", "q", "z"], buttons=True),
       d=selector(["red", "green", "blue"]), rad=selector([1, 2], selector_type="radio"),
       col=color_selector("#ff0000"), b=button("Go", value="hit", default="idle"),
-      bb=button_bar([(1, "+1"), (-1, "-1")], default=0), h=text_control("<b>note</b>")):
-    print(f"x={x} r={r} t={t} e={e} c={c} s={s} d={d} rad={rad} col={col} b={b} bb={bb}")
+      bb=button_bar([(1, "+1"), (-1, "-1")], default=0), h=text_control("<b>note</b>"),
+      cs=slider(0.0, 2.5, display_value=False), cr=range_slider(0.0, 1.0)):
+    print(f"x={x} r={r} t={t} e={e} c={c} s={s} d={d} rad={rad} col={col} b={b} bb={bb}"
+          f" cs={cs:.3f} cr=({cr[0]:.3f}, {cr[1]:.3f})")
 """
 
 
@@ -34,8 +36,14 @@ def test_each_control_renders_and_reruns(harness):
     page = harness
     run(page, ALL_CONTROLS)
     o = out(page)
-    wait_text(o, "x=0 r=(2, 5) t=hi e=2 c=False s=p d=red rad=1 col=#ff0000 b=idle bb=0")
+    wait_text(o, "x=0 r=(2, 5) t=hi e=2 c=False s=p d=red rad=1 col=#ff0000 b=idle bb=0"
+                 " cs=0.000 cr=(0.000, 1.000)")
     assert page.locator(".interact-control-h b", has_text="note").count() == 1
+    # display_value=False hides the readout; the continuous range slider shows its own.
+    assert not page.locator(".interact-control-cs .widget-readout").is_visible()
+    assert page.locator(".interact-control-x .widget-readout").is_visible()
+    cr_readout = page.locator(".interact-control-cr .widget-readout")
+    assert cr_readout.is_visible() and cr_readout.inner_text().strip() == "0.000 – 1.000"
 
     page.locator(".interact-control-x .noUi-handle").focus()
     page.keyboard.press("ArrowRight")
@@ -66,6 +74,13 @@ def test_each_control_renders_and_reruns(harness):
     wait_text(o, "b=hit bb=0")
     page.locator(".interact-control-bb button", has_text="-1").click()
     wait_text(o, "b=idle bb=-1")
+    # Continuous sliders move by their step (2.5 / 499, 1 / 499).
+    page.locator(".interact-control-cs .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(o, "cs=0.005 ")
+    page.locator(".interact-control-cr .noUi-handle").first.focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(o, "cr=(0.002, 1.000)")
     page.screenshot(path=str(_artifact("interact-all-controls.png")), full_page=True)
 
 
