@@ -19,11 +19,30 @@
   "use strict";
   if (window.sagecell && window.sagecell._cellstack) return;
 
+  // The server: <link property="sagecell-root" href="..."> when the page has one (it
+  // wins over where the script came from); else the script's own directory, its
+  // parent for the script under /static/ (SageMathCell's documented URL).
   var script = document.currentScript;
-  var rootLink = document.querySelector('link[property="sagecell-root"]');
-  var ROOT = rootLink ? rootLink.href : (script ? new URL(".", script.src).href : location.origin + "/");
-  if (script && /\/static\/embedded_sagecell\.js/.test(script.src)) ROOT = new URL("../", script.src).href;
-  if (!/\/$/.test(ROOT)) ROOT += "/";
+  var ROOT_LINK = 'link[property="sagecell-root"]';
+  function rootFrom(link) {
+    var r = link ? link.href : !script ? location.origin + "/" :
+      /\/static\/embedded_sagecell\.js([?#]|$)/.test(script.src) ? new URL("../", script.src).href :
+      new URL(".", script.src).href;
+    return /\/$/.test(r) ? r : r + "/";
+  }
+  var ROOT = rootFrom(document.querySelector(ROOT_LINK));
+
+  // As SageMathCell's make(): cells are made once the document is parsed, so a page may
+  // call makeSagecell from its <head>.
+  function domReady(f) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", f, { once: true });
+    else f();
+  }
+  // a link later in <head> than this script counts too (first in the DOMContentLoaded queue)
+  domReady(function () {
+    var link = document.querySelector(ROOT_LINK);
+    if (link) { ROOT = rootFrom(link); if (window.sagecell) window.sagecell.root = ROOT; }
+  });
 
   var TOS_COOKIE = "cellstack_tos_accepted";
   var WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
@@ -425,6 +444,7 @@
   // ---- the cell ------------------------------------------------------------------------
   function codeFrom(input, opts) {
     if (opts.code !== undefined) return opts.code;
+    if (input.tagName === "TEXTAREA" && !opts.codeLocation) return input.value;
     if (opts.codeLocation) {
       var src = typeof opts.codeLocation === "string" ? document.querySelector(opts.codeLocation) : opts.codeLocation;
       if (src) return src.value !== undefined ? src.value : src.textContent;
@@ -449,13 +469,61 @@
   var SNAPSHOT_EXPR = "__import__('IPython.display', fromlist=['JSON']).JSON(__import__('json').loads(" +
     INTERACTS_MOD + "snapshot()))";
 
+  // SageMathCell's built-in templates (sagecell.templates): options a page names with
+  // {template: sagecell.templates.minimal}; its own options win, hide lists add up.
+  var TEMPLATES = {
+    minimal: { editor: "textarea-readonly", hide: ["editor", "files", "permalink"] },   // an Evaluate button only
+    restricted: { editor: "codemirror-readonly", hide: ["files", "permalink"] }          // code shown, not editable
+  };
+  var LANGUAGES = ["python"];     // what this server runs (SageMathCell's sagecell.allLanguages)
+
+  // makeSagecell(options) as SageMathCell's: returns at once an object that is filled
+  // in once the document is parsed (a call from <head> works): the cell itself when
+  // inputLocation matches one element, {array: [cell, ...]} when it matches several,
+  // one cell each; nothing when it matches none (a warning).  An element already made
+  // a cell is left alone.
   function makeSagecell(opts) {
     opts = opts || {};
-    var input = typeof opts.inputLocation === "string" ? document.querySelector(opts.inputLocation) : opts.inputLocation;
-    if (!input) throw new Error("makeSagecell: inputLocation " + opts.inputLocation + " not found");
+    if (opts.inputLocation === undefined || opts.inputLocation === null) throw new Error("makeSagecell: inputLocation is required");
+    var info = {};
+    domReady(function () { makeInto(info, opts); });
+    return info;
+  }
+
+  function makeInto(info, opts) {
+    var where = opts.inputLocation;
+    var inputs = typeof where === "string" ? Array.prototype.slice.call(document.querySelectorAll(where)) : [where];
+    inputs = inputs.filter(function (e) { return e && !e.hasAttribute("data-sagecell-made"); });
+    if (!inputs.length) {
+      if (window.console) console.warn("makeSagecell: no element matches inputLocation " + where);
+      return;
+    }
+    var t = opts.template || {};
+    opts = Object.assign({}, t, opts, { hide: [].concat(t.hide || [], opts.hide || []) });
+    if (inputs.length === 1) { buildCell(info, opts, inputs[0]); return; }
+    if (opts.outputLocation !== undefined) {
+      if (window.console) console.error("makeSagecell: inputLocation must be unique if outputLocation is specified");
+      return;
+    }
+    // linked cells made together: one kernel, none evaluated on load (as SageMathCell)
+    if (opts.linked) opts.autoeval = false;
+    info.array = inputs.map(function (input) { return buildCell({}, opts, input); });
+  }
+
+  function buildCell(cell, opts, input) {
     loadCss(ROOT + "static/cell.css");
     var code = codeFrom(input, opts);
+    if (input.tagName === "TEXTAREA") {
+      // a form's textarea made live (SageMathCell's rule): it stays in the form, hidden
+      var holder = el("div");
+      input.parentNode.insertBefore(holder, input);
+      input.hidden = true;
+      input.setAttribute("data-sagecell-made", "");
+      cell.formTextarea = input;
+      input = holder;
+    }
     input.textContent = "";
+    input.setAttribute("data-sagecell-made", "");
     var outLoc = opts.outputLocation ? (typeof opts.outputLocation === "string"
       ? document.querySelector(opts.outputLocation) : opts.outputLocation) : null;
     var hide = opts.hide || [];
@@ -463,8 +531,8 @@
     var readOnly = /readonly/.test(editorKind);
     var wantCodeMirror = /^codemirror/.test(editorKind) && hide.indexOf("editor") < 0;
     var languages = opts.languages || ["python"];
-    var cell = { opts: opts, input: input, requests: {}, current: null, kernel: null, startedAt: 0, timer: null,
-                 codemirror: null };
+    Object.assign(cell, { opts: opts, input: input, requests: {}, current: null, kernel: null, startedAt: 0, timer: null,
+                          codemirror: null });
     cells.push(cell);
     // (issue 7) control values from a permalink: handed to the kernel before the first run
     cell.restoreInteracts = interactsText(opts.interacts);
@@ -798,12 +866,18 @@
     if (cell.kernel) cell.kernel.close();
     if (cell.root) cell.root.remove();
     if (cell.output) cell.output.remove();
+    if (cell.input) cell.input.removeAttribute("data-sagecell-made");
+    if (cell.formTextarea) { cell.formTextarea.hidden = false; cell.formTextarea.removeAttribute("data-sagecell-made"); }
   }
 
   window.sagecell = window.sagecell || {};
   window.sagecell._cellstack = true;
   window.sagecell.root = ROOT;
   window.sagecell.makeSagecell = makeSagecell;
-  window.sagecell.deleteSagecell = deleteSagecell;
+  window.sagecell.deleteSagecell = function (info) {
+    (info && info.array ? info.array : [info]).forEach(function (c) { if (c && c.root) deleteSagecell(c); });
+  };
+  window.sagecell.templates = TEMPLATES;
+  window.sagecell.allLanguages = LANGUAGES;
   window.sagecell.cells = cells;
 })();
