@@ -296,6 +296,9 @@ class Selector(Control):
         self.width = width
         self.nrows, self.ncols = (grid_shape(len(self.values), nrows, ncols)
                                   if self.selector_type != "list" else (None, None))
+        # Buttons or radio buttons in a grid only when asked (else the
+        # widgets' own row of buttons, column of radio buttons).
+        self.grid = self.selector_type != "list" and (nrows is not None or ncols is not None)
 
     def _index(self, value) -> int:
         for i, v in enumerate(self.values):
@@ -312,8 +315,12 @@ class Selector(Control):
         else:
             style = {"button_width": _css_width(self.width)} if _css_width(self.width) else {}
             self._w = W.ToggleButtons(options=options, value=self.default_index, style=style)
-            if self.nrows and self.nrows > 1:
-                self._w.add_class(f"interact-ncols-{self.ncols}")
+        if self.grid:
+            # The column count travels as the widget's own grid-template-columns;
+            # the page's stylesheet (.interact-grid-select) makes the inner
+            # group of buttons a grid that inherits it.
+            self._w.layout.grid_template_columns = f"repeat({self.ncols}, max-content)"
+            self._w.add_class("interact-grid-select")
         self._w.observe(self._changed, "value")
         return self._w
 

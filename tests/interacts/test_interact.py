@@ -190,6 +190,20 @@ def test_every_control_kind(wire):
     assert " idle -1 " in text_of(f)
 
 
+def test_selector_grid_sets_its_columns(wire):
+    @interact
+    def f(b=selector(list(range(6)), ncols=3), r=selector("abcdef", selector_type="radio", nrows=3),
+          plain=selector([1, 2], buttons=True), bad=selector(range(5), nrows=2)):
+        pass
+    for name, cols in (("b", 3), ("r", 2), ("bad", 5)):  # 5 in 2 rows does not fit: one row
+        w = widget(f, name)
+        assert "interact-grid-select" in w._dom_classes
+        assert w.layout.grid_template_columns == f"repeat({cols}, max-content)"
+    assert isinstance(widget(f, "r"), W.RadioButtons)
+    plain = widget(f, "plain")
+    assert "interact-grid-select" not in plain._dom_classes and plain.layout.grid_template_columns is None
+
+
 def test_input_grid_submits(wire):
     @interact
     def f(m=input_grid(2, 2, default=0, to_value=lambda rows: sum(map(sum, rows)))):

@@ -102,3 +102,14 @@ def wait_text(locator, text: str, timeout: float = 15000):
     locator.page.wait_for_function(
         "([el, t]) => el && el.innerText.includes(t)", arg=[locator.element_handle(), text],
         timeout=timeout)
+
+
+def grid_of(boxes) -> tuple[int, int]:
+    """(rows, columns) the bounding boxes form, checking that they are a full
+    grid: each row the same number of boxes, the columns aligned."""
+    rows: dict[int, list[int]] = {}
+    for b in boxes:
+        rows.setdefault(round(b["y"]), []).append(round(b["x"]))
+    xs = [sorted(r) for _, r in sorted(rows.items())]
+    assert all(r == xs[0] for r in xs), f"the rows' columns are not aligned: {xs}"
+    return len(xs), len(xs[0])

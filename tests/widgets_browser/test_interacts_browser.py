@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.widgets_browser.conftest import run, wait_text
+from tests.widgets_browser.conftest import grid_of, run, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -109,6 +109,28 @@ def test_auto_update_false_waits_for_update(harness):
     assert o.inner_text().strip() == "n = 0"
     page.locator(".interact-control-auto_update button", has_text="Update").click()
     wait_text(o, "n = 3")
+
+
+def test_selector_nrows_ncols_form_a_grid(harness):
+    page = harness
+    run(page, "@interact\ndef f(b=selector(list(range(6)), ncols=3),"
+              " r=selector(list('abcdef'), selector_type='radio', nrows=3),"
+              " w=selector([chr(97 + i) for i in range(26)], ncols=13, width='3em')):\n"
+              "    print('b', b, 'r', r, 'w', w)\n")
+    o = out(page)
+    wait_text(o, "b 0 r a w a")
+
+    def boxes(selector):
+        items = page.locator(selector)
+        return [items.nth(i).bounding_box() for i in range(items.count())]
+    assert grid_of(boxes(".interact-control-b button")) == (2, 3)
+    assert grid_of(boxes(".interact-control-r .widget-radio-box label")) == (3, 2)
+    assert grid_of(boxes(".interact-control-w button")) == (2, 13)  # beyond any fixed set of classes
+    page.locator(".interact-control-b button", has_text="4").click()
+    page.locator(".interact-control-r input[type=radio]").nth(5).check()
+    page.locator(".interact-control-w button", has_text="z").click()
+    wait_text(o, "b 4 r f w z")
+    page.screenshot(path=str(_artifact("interact-selector-grids.png")), full_page=True)
 
 
 def test_input_grid_submits(harness):

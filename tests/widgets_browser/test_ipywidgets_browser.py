@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.widgets_browser.conftest import run, wait_text
+from tests.widgets_browser.conftest import grid_of, run, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -100,13 +100,3 @@ display(widgets.VBox([g, out]))
     wait_text(area.locator(".widget-output"), "clicked b4")
     assert area.locator("pre.stream").count() == 0
 
-
-def grid_of(boxes) -> tuple[int, int]:
-    """(rows, columns) the boxes form, checking that they are a full grid:
-    each row the same number of boxes, columns aligned."""
-    rows: dict[int, list[float]] = {}
-    for b in boxes:
-        rows.setdefault(round(b["y"]), []).append(round(b["x"]))
-    xs = [sorted(r) for _, r in sorted(rows.items())]
-    assert all(r == xs[0] for r in xs), f"the rows' columns are not aligned: {xs}"
-    return len(xs), len(xs[0])
