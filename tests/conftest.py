@@ -9,8 +9,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 from tests.support.procs import Children
+
+# Property tests check behaviour, not speed: hypothesis' default 200 ms
+# per-example deadline is a timed test, and fails on a loaded CI machine.
+settings.register_profile("cellstack", deadline=None)
+settings.load_profile("cellstack")
 
 
 @pytest.fixture
