@@ -396,7 +396,7 @@
   // cannot touch the page, its cookies or its styles; it reports its height.
   function frame(html, kind) {
     var id = uuid();
-    var doc = "<!doctype html><meta charset=utf-8><style>body{margin:0;font-family:sans-serif;display:flow-root}</style>" + html +
+    var doc = "<!doctype html><meta charset=utf-8><style>body{margin:0;font-family:sans-serif;display:flow-root}</style><body>" + html +
       "<script>(function(){function h(){parent.postMessage({cellstackFrame:'" + id + "',height:Math.ceil(document.body.getBoundingClientRect().height)+4},'*')}" +
       "addEventListener('load',h);new ResizeObserver(h).observe(document.body);h()})()<\/script>";
     var f = el("iframe", { class: "sagecell-frame sagecell-frame-" + kind, sandbox: "allow-scripts",
@@ -616,6 +616,9 @@
       output.textContent = "";
       output.appendChild(area);
       cell.current = null;     // output of earlier requests is dropped from here on
+      // an abandoned run's clock stops: "queued" shows until this request starts, its own clock then
+      cell.startedAt = 0;
+      clearInterval(cell.timer);
       setStatus(kernel.ws ? "queued" : "starting", "queued");
       var restore = cell.restoreInteracts;
       kernel.start().then(function () {
