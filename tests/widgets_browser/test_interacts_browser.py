@@ -208,6 +208,51 @@ def test_errors_shown_and_cleared(harness):
     assert "ZeroDivisionError" not in o.inner_text()
 
 
+# Samples the output area on every mutation, resize and animation frame: its
+# smallest height, and how often it showed no drawn image (once it had one).
+WATCH_OUTPUT = """el => {
+    const w = window.watch = {min: Infinity, max: 0, bare: 0, samples: 0, stop: false};
+    const sample = () => {
+        const h = el.getBoundingClientRect().height;
+        const img = el.querySelector('img');
+        w.min = Math.min(w.min, h); w.max = Math.max(w.max, h); w.samples++;
+        if (!(img && img.complete && img.naturalHeight > 0 && img.getBoundingClientRect().height > 0)) w.bare++;
+    };
+    new MutationObserver(sample).observe(el, {childList: true, subtree: true, attributes: true, characterData: true});
+    new ResizeObserver(sample).observe(el);
+    const frame = () => { sample(); if (!w.stop) requestAnimationFrame(frame); };
+    frame();
+}"""
+
+
+def test_slider_redraws_plot_without_flicker(harness):
+    page = harness
+    run(page, "import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
+              "import matplotlib.pyplot as plt\n@interact\ndef f(a=slider(1, 10)):\n"
+              "    fig, ax = plt.subplots(figsize=(4, 3))\n"
+              "    ax.plot([i ** (a / 3) for i in range(20)])\n    ax.set_title(f'a = {a}')\n"
+              "    print('a =', a)\n")
+    o = out(page)
+    wait_text(o, "a = 1")
+    page.wait_for_function("el => { const i = el.querySelector('img'); return i && i.complete && i.naturalHeight > 0; }",
+                           arg=o.element_handle(), timeout=15000)
+    first = o.locator("img").get_attribute("src")
+    height = o.bounding_box()["height"]
+    o.evaluate(WATCH_OUTPUT)
+    page.locator(".interact-control-a .noUi-handle").focus()
+    for a in range(2, 10):
+        page.keyboard.press("ArrowRight")
+        wait_text(o, f"a = {a}\n")
+        page.wait_for_function("el => { const i = el.querySelector('img'); return i && i.complete; }",
+                               arg=o.element_handle(), timeout=15000)
+    time.sleep(0.3)
+    watch = page.evaluate("() => { window.watch.stop = true; return window.watch; }")
+    assert o.locator("img").count() == 1 and o.locator("img").get_attribute("src") != first
+    assert watch["samples"] > 20, watch
+    assert watch["bare"] == 0, f"the output showed no image during an update: {watch}"
+    assert watch["min"] >= height - 2, f"the output area collapsed during an update ({height}px before): {watch}"
+
+
 CANVAS_PIXELS = """el => {
     const c = el.getContext('2d');
     const d = c.getImageData(0, 0, el.width, el.height).data;

@@ -87,18 +87,58 @@ async function loadExtra(moduleName) {
 // iopub message types an Output widget captures.
 const CAPTURED = new Set(['stream', 'display_data', 'execute_result', 'error', 'clear_output']);
 
-// html-manager's OutputModel, plus adding captured iopub output.  The
-// manager hands the output in through the model's comm queue (a
-// `cellstack_output` pseudo message), so it is applied in order with the
-// kernel's state updates of the same widget (e.g. `out.outputs = ()` then a
-// print), after the model's class has loaded.
+const BASE64_IMAGES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/bmp'];
+const DECODE_WAIT_MS = 2000;
+
+// Decode the images of `outputs` (the same data: URLs the renderer will use),
+// so that once swapped in they are drawn at once, at their size.
+function decodeImages(outputs) {
+  const waits = [];
+  for (const out of outputs || []) {
+    for (const mime of BASE64_IMAGES) {
+      const src = out && out.data && out.data[mime];
+      if (typeof src !== 'string') continue;
+      const img = new Image();
+      img.src = `data:${mime};base64,${src}`;
+      waits.push(img.decode().catch(() => {}));
+    }
+  }
+  if (!waits.length) return null;
+  const late = new Promise((resolve) => setTimeout(resolve, DECODE_WAIT_MS));
+  return Promise.race([Promise.all(waits), late]);
+}
+
+// html-manager's OutputModel, plus:
+// - captured iopub output (see above): the manager hands it in through the
+//   model's comm queue (a `cellstack_output` pseudo message), so it is applied
+//   in order with the kernel's state updates of the same widget (e.g.
+//   `out.outputs = ()` then a print), after the model's class has loaded;
+// - a swap without flicker: new `outputs` (an interact's whole update) replace
+//   the old ones only once their images are decoded; until then the old
+//   output stays, so the area never shows a collapsed, image-less state.
+// Both go through one queue (`_swap`), which keeps their order.
 class CapturingOutputModel extends OutputModel {
   _handle_comm_msg(msg) {
     const output = msg.cellstack_output;
     if (!output) return super._handle_comm_msg(msg);
-    this.state_change = this.state_change.then(() => this.add(output))
-      .catch((e) => console.error('widget output failed', e));
+    this.state_change = this.state_change.then(() => this._queue(() => this.add(output)));
     return this.state_change;
+  }
+
+  _queue(step) {
+    this._swap = (this._swap || Promise.resolve()).then(step)
+      .catch((e) => console.error('widget output failed', e));
+    return this._swap;
+  }
+
+  setOutputs(model, value, options) {
+    if (options && options.newMessage) return;
+    const outputs = JSON.parse(JSON.stringify(this.get('outputs')));
+    this._queue(async () => {
+      await decodeImages(outputs);
+      this.clear_output();
+      this._outputs.fromJSON(outputs);
+    });
   }
 
   add(msg) {
