@@ -76,6 +76,7 @@ class _SubscriberFactory(txredisapi.SubscriberFactory):
 
 class SentinelWatcher:
     _log = Logger()
+    RETRY = 0.2
 
     def __init__(self, reactor, sentinels: Sequence[Address], master_name: str, password: str | None,
                  on_primary: Callable[[str, int], None], on_replicas: Callable[[list[Address]], None],
@@ -95,6 +96,7 @@ class SentinelWatcher:
         self._loop.clock = reactor
         self.refresh = refresh
         self.known = False
+        self._retry = None
 
     def start(self):
         self._loop.start(self.refresh, now=True)
@@ -102,6 +104,8 @@ class SentinelWatcher:
     def stop(self):
         if self._loop.running:
             self._loop.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         from twisted.internet import defer
         return defer.DeferredList([n.close() for n in self.queries + self.subscribers], consumeErrors=True)
 
@@ -116,8 +120,20 @@ class SentinelWatcher:
 
     def refresh_now(self):
         from twisted.internet import defer
-        return defer.Deferred.fromCoroutine(self.refresh_once()).addErrback(
+        return defer.Deferred.fromCoroutine(self.refresh_once()).addCallback(self._retry_until_known).addErrback(
             lambda f: self._log.failure("Sentinel refresh failed", f))
+
+    def _retry_until_known(self, answered: bool) -> None:
+        """Until a Sentinel has named the primary once, ask again every RETRY seconds.
+
+        The first refresh runs before the connections to the Sentinels are up,
+        so without this a long ``refresh`` would leave permalinkd without a
+        primary (writes 503) for that long after it starts.
+        """
+        if answered or self.known or not self._loop.running:
+            return
+        if self._retry is None or not self._retry.active():
+            self._retry = self.reactor.callLater(self.RETRY, self.refresh_now)
 
     async def refresh_once(self) -> bool:
         for node in self.queries:

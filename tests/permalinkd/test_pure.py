@@ -208,6 +208,33 @@ def test_watcher_refreshes_on_its_clock():
     w.stop()
 
 
+def test_watcher_asks_again_soon_until_a_sentinel_answers():
+    """The first refresh runs before any Sentinel connection is up: a long refresh
+    interval must not leave permalinkd without a primary for that long."""
+    from twisted.internet.task import Clock
+
+    from permalinkd.sentinel import SentinelWatcher
+
+    clock = Clock()
+    seen = []
+    w = SentinelWatcher(clock, [], "cellstack", None, on_primary=lambda h, p: seen.append((h, p)),
+                        on_replicas=lambda r: None, refresh=3600.0)
+    answers = iter([False, False, True])
+    asked = []
+
+    async def refresh_once():
+        asked.append(clock.seconds())
+        return next(answers)
+    w.refresh_once = refresh_once
+    w.start()
+    for _ in range(10):
+        clock.advance(w.RETRY)
+    assert asked == [0.0, w.RETRY, 2 * w.RETRY]     # then the hourly refresh only
+    clock.advance(3600)
+    assert len(asked) == 4
+    w.stop()
+
+
 # --- whatever arrives, validation answers with a cell or an InputError, nothing else ---
 
 # JSON-ish values too, so interacts often parses (or nearly: NaN, Infinity).
