@@ -8,6 +8,18 @@ written, a key holding the same digest is the same cell (an idempotent
 retry), a key holding anything else is skipped.  A stored cell is never
 overwritten.
 
+The idempotent path still writes: it re-sets ``digest`` to the value it
+already has.  Redis propagates that HSET (it counts as a change even when
+the value is the same), and that matters because since Redis 7.2 (and in
+Valkey) ``WAIT`` counts replicas that reached *this connection's* last
+propagated write: a script that only read would leave that offset where it
+was (an older, already replicated write, or nothing), so ``WAIT 1`` would
+return at once and a retry after a ``not-replicated`` 503 -- or a second
+client posting the same cell -- would get 200 for a permalink no replica
+has yet.  (Redis 7.0 moves the offset after every command, so there the
+read alone was enough; the write costs one small HSET in the replication
+stream and the AOF per repeated POST.)
+
 Reads go to the primary, and to the replicas when the primary is away or
 fails; the access bookkeeping (last_accessed, requested) is a separate,
 best-effort write whose failure never fails the read.
@@ -34,6 +46,9 @@ for i, key in ipairs(KEYS) do
     return {i, 1}
   end
   if redis.call('HGET', key, 'digest') == ARGV[1] then
+    -- Already stored: rewrite the digest with its own value so this script still
+    -- propagates, and the WAIT that follows covers the earlier write (module docstring).
+    redis.call('HSET', key, 'digest', ARGV[1])
     return {i, 0}
   end
 end
