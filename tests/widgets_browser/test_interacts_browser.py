@@ -262,10 +262,10 @@ CANVAS_PIXELS = """el => {
 }"""
 
 
-def _zoom(page):
-    """Make an ipympl figure and zoom into it with the toolbar.  Returns the
-    kernel's xlim before and after, and the figure canvas's (ink, pixels)
-    before the zoom."""
+def _drag(page, tool: str, dx: float, dy: float):
+    """Make an ipympl figure and drag across it with the toolbar's ``tool``
+    (a button title's start).  Returns the kernel's xlim before and after,
+    and the figure canvas's (ink, pixels) before the drag."""
     run(page, "%matplotlib widget\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
               "ax.plot(range(10), [i * i for i in range(10)])\nplt.show()\n")
     canvas = page.locator(".jupyter-matplotlib-canvas-div canvas").last
@@ -273,24 +273,41 @@ def _zoom(page):
     figure = page.locator(".jupyter-matplotlib-canvas-div canvas").first
     time.sleep(0.5)
     drawn = figure.evaluate(CANVAS_PIXELS)
-    before = run(page, "print('XLIM', ax.get_xlim())")
-    wait_text(before, "XLIM")
+    before = _xlim(page)
     canvas.hover()
-    page.locator(".jupyter-matplotlib-toolbar button[title^='Zoom to rectangle']").click()
+    page.locator(f".jupyter-matplotlib-toolbar button[title^='{tool}']").click()
     bb = canvas.bounding_box()
     x0, y0 = bb["x"] + bb["width"] * 0.3, bb["y"] + bb["height"] * 0.3
     page.mouse.move(x0, y0)
     page.mouse.down()
-    page.mouse.move(x0 + 60, y0 + 40, steps=5)
+    page.mouse.move(x0 + dx, y0 + dy, steps=5)
     page.mouse.up()
     deadline = time.monotonic() + 10
     while True:
-        after = run(page, "print('XLIM', ax.get_xlim())")
-        wait_text(after, "XLIM")
-        if after.inner_text() != before.inner_text() or time.monotonic() > deadline:
+        after = _xlim(page)
+        if after != before or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    return before.inner_text(), after.inner_text(), drawn
+    return before, after, drawn
+
+
+def _xlim(page) -> tuple[float, float]:
+    area = run(page, "print('XLIM', *ax.get_xlim())")
+    wait_text(area, "XLIM")
+    lo, hi = area.inner_text().split("XLIM", 1)[1].split()[:2]
+    return float(lo), float(hi)
+
+
+def _zoom(page):
+    return _drag(page, "Zoom to rectangle", 60, 40)
+
+
+def test_ipympl_pan_moves_the_axes(harness):
+    (lo0, hi0), (lo1, hi1), _ = _drag(harness, "Left button pans", 80, 0)
+    assert (lo1, hi1) != (lo0, hi0), "the pan did not reach the kernel"
+    # Dragging right moves the view left by the same amount at both ends: a pan, not a zoom.
+    assert lo1 < lo0 and hi1 < hi0
+    assert hi1 - lo1 == pytest.approx(hi0 - lo0, rel=1e-6)
 
 
 def test_ipympl_zoom_reaches_the_kernel(harness):
