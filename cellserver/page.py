@@ -6,7 +6,8 @@ has it) and ``autoeval`` (default true for ``q`` and ``z``: a shared link
 shows its output at once; ``autoeval=false`` does not).  A ``z`` that does not
 decode is a 400 page saying so; a ``q`` the permalink service does not know
 is a 404 page (looked up server-side when ``permalink_url`` is set; else the
-page looks it up itself).  The page is the embedding library
+page looks it up itself).  A ``lang`` this server does not run (``LANGUAGES``)
+falls back to Python, with a note on the page saying so.  The page is the embedding library
 (``embedded_sagecell.js``) used on our own origin.
 """
 from __future__ import annotations
@@ -22,6 +23,10 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 MAX_CODE = 65_000
+# The languages this server's kernels run (the cell's language menu).  A link's
+# ``lang`` outside them (SageMathCell's ``sage``, say) falls back to the first,
+# with a note saying so: the menu never holds a language it cannot select.
+LANGUAGES = ("python",)
 _log = Logger()
 
 
@@ -72,6 +77,7 @@ PAGE = """<!doctype html>
  main {{ max-width: 62rem; margin: 1.5rem auto; padding: 0 1rem; }}
  .notice {{ border-radius: .375rem; padding: .6rem .8rem; margin-bottom: 1rem; }}
  .notice.error {{ background: #ffebe9; border: 1px solid #ff8182; }}
+ .notice.info {{ background: #ddf4ff; border: 1px solid #54aeff; }}
  footer {{ max-width: 62rem; margin: 0 auto 2rem; padding: 0 1rem; font-size: .85rem; color: #57606a; }}
 </style>
 <script src="static/embedded_sagecell.js"></script>
@@ -86,7 +92,7 @@ PAGE = """<!doctype html>
  var preload = {preload};
  function start(code, interacts) {{
    sagecell.makeSagecell({{ inputLocation: "#cell", code: code, autoeval: preload.autoeval,
-     interacts: interacts || preload.interacts, languages: ["python"], defaultLanguage: preload.lang || "python" }});
+     interacts: interacts || preload.interacts, languages: preload.languages, defaultLanguage: preload.lang }});
  }}
  if (preload.q && preload.code === null) {{
    fetch("permalink?q=" + encodeURIComponent(preload.q)).then(function (r) {{
@@ -104,11 +110,27 @@ PAGE = """<!doctype html>
 """
 
 
-def render(preload: dict, notice: str = "") -> bytes:
+def language(asked: str | None) -> tuple[str, str]:
+    """The cell's language for a link's ``lang``, and a note when it is not one
+    this server runs ("" when it is, or none was asked for)."""
+    if not asked or asked in LANGUAGES:
+        return asked or LANGUAGES[0], ""
+    return LANGUAGES[0], (f"This link asks for the language \u201c{asked}\u201d, which this server does not run: "
+                          f"the code is shown as {LANGUAGES[0].capitalize()}, and may need changes to run.")
+
+
+def render(preload: dict, notice: str = "", note: str = "") -> bytes:
+    """The page; ``notice`` is an error (a broken link: nothing is evaluated),
+    ``note`` something the reader should know about a link that still works."""
     if notice:
         preload = preload | {"autoeval": False}     # nothing worth running on a broken link
+    lang, lang_note = language(preload.get("lang"))
+    preload = preload | {"lang": lang, "languages": list(LANGUAGES)}
+    note = note or lang_note
     blob = json.dumps(preload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     box = f'<div class="notice error" role="alert">{html.escape(notice)}</div>' if notice else ""
+    if note:
+        box += f'<div class="notice info" role="status">{html.escape(note)}</div>'
     return PAGE.format(preload=blob, notice=box).encode("utf-8")
 
 
@@ -133,7 +155,7 @@ class PageResource(resource.Resource):
             v = request.args.get(name.encode())
             return v[-1].decode("utf-8", "replace") if v else None
 
-        preload = {"code": None, "lang": arg("lang") or "python", "interacts": interacts_arg(arg("interacts")),
+        preload = {"code": None, "lang": arg("lang"), "interacts": interacts_arg(arg("interacts")),
                    "autoeval": (arg("autoeval") or "").lower() in ("1", "true", "yes"), "q": arg("q")}
         if arg("autoeval") is None and (arg("q") or arg("z")):
             preload["autoeval"] = True       # a shared link (Share's ?q= / ?z=) shows its output at once

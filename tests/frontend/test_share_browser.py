@@ -38,8 +38,9 @@ def _edge_up(http_port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(module_children, tmp_path_factory):
-    """Redis + permalinkd + cell server + two edges ("open": default limits,
-    "tight": one computation per 100 s per client)."""
+    """Redis + permalinkd + cell server + three edges ("open": default limits,
+    "tight": one computation per 100 s per client; "lookup": in front of a second
+    cell server, one without --permalink-url)."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
     from pathlib import Path
@@ -56,24 +57,32 @@ def stack(module_children, tmp_path_factory):
         "--node", "s1", "--listen", f"tcp:{cport}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("s1"),
         "--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "4",
         "--trusted-proxies", "127.0.0.1", "--permalink-url", f"http://127.0.0.1:{pport}/"])
+    # a cell server without --permalink-url: its page looks ?q= links up itself, through the edge
+    c2port = free_port()
+    cs2 = module_children.twistd("cellserver-nolookup", "cellserver", [
+        "--node", "s2", "--listen", f"tcp:{c2port}:interface=127.0.0.1", "--runtime-dir", kernel_runtime_dir("s2"),
+        "--ready-kernels", "1", "--max-kernels", "4", "--trusted-proxies", "127.0.0.1"])
     wait_until(lambda: http_ok(f"http://127.0.0.1:{cport}/healthz"), 60, "cell server", child=cs)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{c2port}/healthz"), 60, "cell server without lookup", child=cs2)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{pport}/healthz"), 30, "permalinkd", child=pl)
     subprocess.run([sys.executable, "-m", "certs.devca", "--dir", str(tmp / "certs"), "--quiet"], check=True)
     c = tmp / "certs"
     edges = {}
-    for name, limits in (("open", ["--compute-rate", "20", "--compute-burst", "50"]),
-                         ("tight", ["--compute-rate", "0.01", "--compute-burst", "1"])):
+    for name, cell, limits in (("open", cport, ["--compute-rate", "20", "--compute-burst", "50"]),
+                               ("tight", cport, ["--compute-rate", "0.01", "--compute-burst", "1"]),
+                               ("lookup", c2port, ["--compute-rate", "20", "--compute-burst", "50"])):
         https, plain = free_port(), free_port()
         edge = module_children.twistd(f"edge-{name}", "edgeproxy", [
             "--node", f"edge-{name}",
             "--listen", f"ssl:{https}:interface=127.0.0.1:privateKey={c}/server.key:certKey={c}/server.crt"
                         f":extraCertChain={c}/chain.pem",
             "--http-listen", f"tcp:{plain}:interface=127.0.0.1",
-            "--cells", f"s1=http://127.0.0.1:{cport}", "--permalinks", f"pl1=http://127.0.0.1:{pport}",
+            "--cells", f"{'s2' if cell == c2port else 's1'}=http://127.0.0.1:{cell}", "--permalinks", f"pl1=http://127.0.0.1:{pport}",
             "--static-dir", str(ROOT / "cellserver" / "static"), "--check-interval", "0.2", *limits])
         wait_until(lambda: _edge_up(plain), 60, f"edge {name} sees the cell server", child=edge)
         edges[name] = f"https://localhost:{https}/"
-    return {"edge": edges["open"], "tight": edges["tight"], "cell": f"http://127.0.0.1:{cport}/", "tmp": tmp}
+    return {"edge": edges["open"], "tight": edges["tight"], "lookup": edges["lookup"],
+            "cell": f"http://127.0.0.1:{cport}/", "tmp": tmp}
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +191,47 @@ INTERACT = """@interact
 def f(x=slider(0, 100, 1, default=10)):
     print("square of", x, "is", x * x)
 """
+
+
+def test_a_link_in_a_language_this_server_does_not_run_falls_back_to_python(stack, context):
+    page = context.new_page()
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.post_data or "") if r.method == "POST" and
+            r.url.split("?")[0].endswith("/permalink") else None)
+    page.goto(stack["edge"] + "?c=" + urllib.request.quote("print('as python')") + "&lang=sage&autoeval=true")
+    note = page.get_by_role("status").filter(has_text="sage")
+    assert note.is_visible() and "Python" in note.inner_text()
+    wait_state(page, "finished")
+    assert page.locator("#cell .sagecell-output").inner_text().strip() == "as python"
+    page.get_by_role("button", name="Share").click()
+    links = page.locator("#cell .sagecell-links a.sagecell-link")
+    links.first.wait_for(timeout=15_000)
+    assert len(posts) == 1 and "language=python" in posts[0].split("&"), posts
+    assert links.nth(1).get_attribute("href").endswith("&lang=python")
+    shot(page, "lang-fallback")
+
+
+def test_the_page_looks_up_a_short_link_itself_without_a_permalink_url(stack, context):
+    made = context.request.post(stack["lookup"] + "permalink", form={
+        "code": "print('looked up by the page')", "language": "python", "interacts": "[]", "n": "1"})
+    assert made.ok, made.text()
+    query = made.json()["query"]
+    page = context.new_page()
+    sent = requests_log(page)
+    resp = page.goto(stack["lookup"] + "?q=" + query)
+    assert resp.status == 200
+    wait_state(page, "finished")
+    assert page.locator("#cell .sagecell-output").inner_text().strip() == "looked up by the page"
+    assert page.evaluate("() => sagecell.cells[0].getCode()") == "print('looked up by the page')"
+    assert ("GET", stack["lookup"] + "permalink?q=" + query) in sent      # the page asked, not the server
+    # an unknown id: the page says so, an empty cell, nothing evaluated
+    other = context.new_page()
+    other.goto(stack["lookup"] + "?q=nosuchlink2")
+    alert = other.get_by_role("alert")
+    alert.wait_for(timeout=15_000)
+    assert "This link does not work: no cell is stored under this link" in alert.inner_text()
+    other.wait_for_selector("#cell .sagecell-evaluate")
+    assert other.evaluate("() => sagecell.cells[0].getCode()") == ""
 
 
 def test_shared_interact_keeps_its_control_values(stack, context):
