@@ -152,6 +152,16 @@ def test_output_confined_and_display_captured(wire, capsys):
     assert "<b>1</b>" not in capsys.readouterr().out
 
 
+def test_html_shows_in_the_interacts_output(wire):
+    from cellserver.interacts import html
+
+    @interact
+    def f(n=1):
+        html(f"<u>{n}</u>")
+    outs = f._interact.output.outputs
+    assert len(outs) == 1 and outs[0]["data"]["text/html"] == "<u>1</u>"
+
+
 def test_every_control_kind(wire):
     @interact
     def f(a=slider(0, 1, 0.25, default=0.5), r=range_slider(0, 10, 1, default=(2, 5)),

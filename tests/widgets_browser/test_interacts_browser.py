@@ -183,6 +183,61 @@ def f(a=slider(1, 3), b=checkbox(True), c="cc", d=selector(["u", "v"])):
     page.screenshot(path=str(_artifact("interact-nested-layout.png")), full_page=True)
 
 
+def test_html_inside_an_interact(harness):
+    page = harness
+    run(page, "@interact\ndef f(n=slider(1, 3)):\n    html(f\"<b class='big'>n is {n}</b>\")\n")
+    o = out(page)
+    wait_text(o.locator("b.big"), "n is 1")
+    page.locator(".interact-control-n .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("el => el.querySelectorAll('b.big').length === 1 && el.innerText.trim() === 'n is 2'",
+                           arg=o.element_handle())
+
+
+def test_dict_layout_places_controls_around_the_output(harness):
+    page = harness
+    run(page, "@interact(layout=dict(top=[['a', 'b']], left=[['c']], right=[['d']], bottom=[['e']]))\n"
+              "def f(a=1, b=2, c=3, d=4, e=5):\n    print('sum', a + b + c + d + e)\n")
+    o = out(page)
+    wait_text(o, "sum 15")
+
+    def box(name):
+        return page.locator(f".interact-control-{name}").bounding_box()
+    a, b, c, d, e, mid = box("a"), box("b"), box("c"), box("d"), box("e"), o.bounding_box()
+    assert round(a["y"]) == round(b["y"]) and a["x"] + a["width"] <= b["x"] + 1  # one row: a, b
+    for side in (c, d, mid):                                   # the middle row, below a and b
+        assert side["y"] >= a["y"] + a["height"] - 1
+    assert c["x"] + c["width"] <= mid["x"] + 1 and mid["x"] + mid["width"] <= d["x"] + 1  # c | output | d
+    assert e["y"] >= max(c["y"] + c["height"], mid["y"] + mid["height"], d["y"] + d["height"]) - 1
+    page.locator(".interact-control-e .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    wait_text(o, "sum 16")
+    page.screenshot(path=str(_artifact("interact-dict-layout.png")), full_page=True)
+
+
+@pytest.mark.parametrize("crash", ["import os\nos._exit(1)",
+                                   "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"],
+                         ids=["exit", "sigkill"])
+def test_crashed_kernel_shows_disconnected_and_disables_controls(harness, crash):
+    page = harness
+    run(page, "@interact\ndef f(x=slider(0, 10), c=checkbox(False)):\n    print('x', x, c)\n")
+    o = out(page)
+    wait_text(o, "x 0 False")
+    page.evaluate("c => { window.run(c); }", crash)   # never answers: the kernel is gone
+    note = page.locator(".cellstack-widgets-note")
+    note.wait_for(timeout=20000)
+    assert note.inner_text().startswith("Disconnected")
+    page.wait_for_function("() => document.querySelector('.interact-control-c input').disabled"
+                           " && document.querySelector('.interact-control-x .slider').hasAttribute('disabled')",
+                           timeout=10000)
+    sent = page.evaluate("() => window.mgr.sent")
+    page.locator(".interact-control-x .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    time.sleep(0.3)
+    assert page.evaluate("() => window.mgr.sent") == sent, "a dead kernel's control still sent messages"
+    assert o.inner_text().strip() == "x 0 False"
+
+
 def test_survives_fifty_quick_moves(harness):
     page = harness
     run(page, "from cellserver.interacts import *\nimport time\n@interact\ndef f(x=slider(0, 100)):\n"
