@@ -5,11 +5,20 @@ Each simulated user, until the run's duration is over: creates a kernel
 answer, evaluates K more sums on the same kernel, optionally runs an
 interact and moves its slider M times (each move must produce the output for
 that value), then closes the kernel.  Users start spread over the ramp-up.
+The interact is the project's own ``@interact`` with a ``slider`` (what
+pages run; ``--interact ipywidgets`` uses a bare ipywidgets slider instead).
 
 Phases timed: ``kernel start`` (POST /kernel until the websocket is open),
-``first computation``, ``later computation``, ``interact update``.  Prints a
-table per phase (count, errors, p50/p90/p99, throughput) and can write every
-sample as CSV or JSON and plot latency over time (matplotlib PNG).
+``first computation``, ``new cell to first result`` (one sample per session,
+from POST /kernel to the first sum's answer: what a visitor waits for; its
+percentiles are measured, not added up from the two phases before),
+``later computation``, ``interact update``.  Prints a table per phase
+(count, errors, p50/p90/p99, throughput) and can write every sample as CSV
+or JSON and plot latency over time (matplotlib PNG).  A failure is recorded
+with what it was told (websocket close code and reason, HTTP status and
+error code, or the exception's message), and the JSON also has one record
+per session: its kernel, the cell server owning it (from the kernel id),
+and where and why it failed, if it did (what the failover drill counts).
 
 Traffic goes only to loopback addresses (127.0.0.0/8, ::1): the tool refuses
 anything else, and every run is bounded by ``--duration`` and ``--users``.
@@ -32,7 +41,10 @@ import uuid
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
+from cellserver.kernelid import node_of
 from loadtest.stats import Sample, summarise, table
+
+FIRST_RESULT = "new cell to first result"
 
 INTERACT_CODE = """
 import ipywidgets as _w
@@ -67,6 +79,20 @@ def jupyter_message(msg_type: str, content: dict, session: str, channel: str = "
     }
 
 
+def reason(e: BaseException, timeout: float) -> str:
+    """What a failure was told, for the tables and the drill: the websocket's
+    close code and reason, or the exception's own message (its type alone
+    does not say why)."""
+    from twisted.internet import defer, error
+
+    if isinstance(e, (defer.TimeoutError, defer.CancelledError, error.TimeoutError, TimeoutError)):
+        return f"no answer within {timeout:g} s"
+    text = str(e).strip()
+    if isinstance(e, ConnectionError) and text:
+        return text[:200]              # "websocket closed 1006: ..." / "websocket refused: ..."
+    return f"{type(e).__name__}: {text}"[:200] if text else type(e).__name__
+
+
 def execute(code: str, session: str) -> dict:
     return jupyter_message("execute_request", {
         "code": code, "silent": False, "store_history": False, "user_expressions": {},
@@ -85,12 +111,21 @@ class Run:
         self.deadline = self.t0 + args.duration
         self.sessions_done = 0
         self.sessions_broken = 0
+        self.sessions: list[dict] = []     # one record per session (see one_session)
 
     def now(self) -> float:
         return self.reactor.seconds() - self.t0
 
-    def record(self, phase: str, started: float, ok: bool, error: str = "") -> None:
+    def record(self, phase: str, started: float, ok: bool, error: str = "", session: dict | None = None) -> None:
+        """One sample; a failure is also the ``session`` record's first failure."""
         self.samples.append(Sample(phase, started, self.now() - started, ok, error))
+        if not ok:
+            self.session_failed(session, phase, error)
+
+    def session_failed(self, session: dict | None, phase: str, error: str) -> None:
+        """Note a session's first failure in its record."""
+        if session is not None and not session["failed_phase"]:
+            session.update(failed_phase=phase, error=error, failed_at=round(self.now(), 4))
 
 
 def tls_for(url: str, cafile: str | None):
@@ -128,6 +163,7 @@ class KernelSocket:
         self.waiters = []          # (predicate, deferred)
         self.closed = None
         self.proto = None
+        self.session = None        # the load tester's record of the session using it
 
     def feed(self, msg: dict) -> None:
         for item in list(self.waiters):
@@ -177,7 +213,7 @@ async def open_socket(reactor, ws_url: str, tls_options, timeout: float, source:
                     pass
 
         def onClose(self, wasClean, code, reason):
-            ks.lost(f"closed {code}: {reason}")
+            ks.lost(f"websocket closed {code}: {reason}")
             if not opened.called:
                 opened.errback(ConnectionError(f"websocket refused: {code} {reason}"))
 
@@ -198,16 +234,40 @@ async def compute(run: Run, ks: KernelSocket, session: str, phase: str) -> bool:
     ks.send(msg)
     try:
         got = await result
-    except Exception as e:  # noqa: BLE001 - every failure is counted by kind
-        run.record(phase, started, False, type(e).__name__)
+    except Exception as e:  # noqa: BLE001 - every failure is counted, with what it was told
+        run.record(phase, started, False, reason(e, run.args.timeout), ks.session)
         return False
     text = got.get("content", {}).get("data", {}).get("text/plain")
     ok = text == str(a + b)
-    run.record(phase, started, ok, "" if ok else "wrong answer")
+    run.record(phase, started, ok, "" if ok else f"wrong answer {text!r} to {a}+{b}", ks.session)
     return ok
 
 
-async def interact(run: Run, ks: KernelSocket, session: str) -> bool:
+async def interact_ours(run: Run, ks: KernelSocket, session: str) -> bool:
+    """The project's ``@interact`` with a slider, moved ``--interact-moves``
+    times (the conversation of ``loadtest.interact_bench``, which times it)."""
+    from loadtest.interact_bench import PHASE, move, set_up_interact
+
+    try:
+        slider_id, output_id = await set_up_interact(run, ks, session)
+    except Exception as e:  # noqa: BLE001
+        run.record(PHASE, run.now(), False, "interact setup: " + reason(e, run.args.timeout), ks.session)
+        return False
+    last = 0                                   # the slider starts at 0: moving to it shows nothing
+    for _ in range(run.args.interact_moves):
+        value = last
+        while value == last:
+            value = random.randint(1, 99999)
+        last = value
+        if not await move(run, ks, session, slider_id, output_id, value):
+            # move() recorded its failed sample just now (same turn of the reactor)
+            run.session_failed(ks.session, PHASE, ks.closed or run.samples[-1].error)
+            return False
+    return True
+
+
+async def interact_ipywidgets(run: Run, ks: KernelSocket, session: str) -> bool:
+    """A bare ipywidgets slider observed by a callback that prints its value."""
     msg = execute(INTERACT_CODE, session)
     mid = msg["header"]["msg_id"]
     opened = []
@@ -228,7 +288,8 @@ async def interact(run: Run, ks: KernelSocket, session: str) -> bool:
         comm_id = (await comm)["content"]["comm_id"]
         await idle
     except Exception as e:  # noqa: BLE001
-        run.record("interact update", run.now(), False, "interact setup: " + type(e).__name__)
+        run.record("interact update", run.now(), False, "interact setup: " + reason(e, run.args.timeout),
+                   ks.session)
         return False
     for _ in range(run.args.interact_moves):
         value = random.randint(1, 99999)
@@ -248,48 +309,80 @@ async def interact(run: Run, ks: KernelSocket, session: str) -> bool:
             await shown
             run.record("interact update", started, True)
         except Exception as e:  # noqa: BLE001
-            run.record("interact update", started, False, type(e).__name__)
+            run.record("interact update", started, False, reason(e, run.args.timeout), ks.session)
             return False
     return True
 
 
 async def one_session(run: Run, http, tls_options) -> None:
+    """One visitor's cell: a kernel, its websocket, sums, maybe an interact.
+
+    ``run.sessions`` gets its record: ``start``, ``kernel``, ``node`` (the
+    cell server owning the kernel), and, if it failed, ``failed_phase``,
+    ``error`` and ``failed_at`` (the first failure only)."""
+    from twisted.internet.task import deferLater
+
     args = run.args
     session = uuid.uuid4().hex
     started = run.now()
+    rec = {"start": round(started, 4), "kernel": None, "node": None, "failed_phase": "", "error": "",
+           "failed_at": None}
+    run.sessions.append(rec)
+    info = {}
+    ks = None
     try:
         resp = await http.post(args.url + "kernel", data={"accepted_tos": "true", "timeout": "60",
                                                            "CellSessionID": session}).addTimeout(args.timeout, run.reactor)
         body = await resp.content()
         if resp.code != 200:
+            try:
+                code = json.loads(body).get("error", "")
+            except (ValueError, AttributeError):
+                code = ""
             kind = {429: "429 rate limited", 503: "503 no capacity"}.get(resp.code, f"HTTP {resp.code}")
-            run.record("kernel start", started, False, kind)
+            if code and resp.code != 429:
+                kind = f"HTTP {resp.code} {code}"
+            run.record("kernel start", started, False, kind, rec)
+            run.record(FIRST_RESULT, started, False, kind)
             return
         info = json.loads(body)
+        rec.update(kernel=info["id"], node=node_of(info["id"]))
         ws_base = info.get("ws_url") or args.url.replace("http", "ws", 1)
         if not ws_base.endswith("/"):
             ws_base += "/"
         ks = await open_socket(run.reactor, f"{ws_base}kernel/{info['id']}/channels", tls_options, args.timeout)
+        ks.session = rec
     except Exception as e:  # noqa: BLE001
-        run.record("kernel start", started, False, type(e).__name__)
+        why = reason(e, args.timeout)
+        run.record("kernel start", started, False, why, rec)
+        run.record(FIRST_RESULT, started, False, why)
+        await close_kernel(run, http, info.get("id"))
         return
     run.record("kernel start", started, True)
     try:
         ok = await compute(run, ks, session, "first computation")
+        run.record(FIRST_RESULT, started, ok, "" if ok else rec["error"])
         for _ in range(args.computations):
             if not ok or run.reactor.seconds() > run.deadline:
                 break
+            if args.pause:          # a visitor reading the answer: the kernel stays held meanwhile
+                await deferLater(run.reactor, args.pause, lambda: None)
             ok = await compute(run, ks, session, "later computation")
         if ok and args.interact_moves:
-            ok = await interact(run, ks, session)
+            ok = await (interact_ours if args.interact == "ours" else interact_ipywidgets)(run, ks, session)
         if not ok:
             run.sessions_broken += 1
     finally:
         run.sessions_done += 1
         if ks.proto is not None and not ks.closed:
             ks.proto.sendClose(1000)
+        await close_kernel(run, http, info["id"])
+
+
+async def close_kernel(run: Run, http, kid: str | None) -> None:
+    if kid:
         try:
-            await http.delete(args.url + f"kernel/{info['id']}").addTimeout(args.timeout, run.reactor)
+            await http.delete(run.args.url + f"kernel/{kid}").addTimeout(run.args.timeout, run.reactor)
         except Exception:  # noqa: BLE001 - the kernel may already be gone
             pass
 
@@ -327,6 +420,7 @@ def write_outputs(run: Run, args) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"t0": run.t0_wall, "samples": [asdict(s) for s in run.samples],
+                       "sessions": run.sessions,
                        "summary": [asdict(s) for s in summarise(run.samples, run.duration)]}, f)
     if args.plot:
         import matplotlib
@@ -358,7 +452,10 @@ def parse_args(argv):
     p.add_argument("--duration", type=float, default=30.0, help="seconds; users start no session after it")
     p.add_argument("--computations", type=int, default=2, help="sums after the first, per session")
     p.add_argument("--interact-moves", type=int, default=0, help="slider moves per session (0: no interact)")
+    p.add_argument("--interact", choices=["ours", "ipywidgets"], default="ours",
+                   help="the project's @interact (default) or a bare ipywidgets slider")
     p.add_argument("--think", type=float, default=0.0, help="pause between a user's sessions")
+    p.add_argument("--pause", type=float, default=0.0, help="pause before each later computation (kernel held)")
     p.add_argument("--timeout", type=float, default=30.0, help="per operation")
     p.add_argument("--csv"), p.add_argument("--json"), p.add_argument("--plot")
     args = p.parse_args(argv)

@@ -69,10 +69,11 @@ def _ms(v: float) -> str:
 
 def table(summaries: Sequence[PhaseSummary]) -> str:
     """A fixed-width text table: phase, count, errors, p50/p90/p99 (ms), ops/s."""
-    head = f"{'phase':<22}{'count':>8}{'errors':>8}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'ok/s':>9}"
+    width = max([22] + [len(s.phase) + 1 for s in summaries])
+    head = f"{'phase':<{width}}{'count':>8}{'errors':>8}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'ok/s':>9}"
     lines = [head, "-" * len(head)]
     for s in summaries:
-        lines.append(f"{s.phase:<22}{s.count:>8}{s.errors:>8}{_ms(s.p50):>10}{_ms(s.p90):>10}"
+        lines.append(f"{s.phase:<{width}}{s.count:>8}{s.errors:>8}{_ms(s.p50):>10}{_ms(s.p90):>10}"
                      f"{_ms(s.p99):>10}{s.throughput:>9.1f}")
     errors = {k: v for s in summaries for k, v in s.error_kinds.items()}
     if errors:
