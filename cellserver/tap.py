@@ -157,6 +157,15 @@ class CellServerService(service.MultiService):
         self.app = app
         self.pool = pool
 
+    def startService(self):
+        import signal
+
+        super().startService()
+        # Drain: SIGUSR1 stops taking new kernels, SIGUSR2 takes them again (deploy/README.md).
+        reactor = self.app.reactor
+        signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(self.app.set_drained, True))
+        signal.signal(signal.SIGUSR2, lambda *_: reactor.callFromThread(self.app.set_drained, False))
+
     def stopService(self):
         from twisted.internet import defer
 

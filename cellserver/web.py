@@ -72,7 +72,8 @@ class CellApp:
         self.metrics = metrics
         self.computations = computation_log
         self.registry = KernelRegistry()
-        self.draining = False
+        self.draining = False       # shutting down: every session is being ended
+        self.drained = False        # drained by the operator (SIGUSR1): no new kernels, the others go on
         self.ws_factory = channels_factory(self, settings.max_frame)
 
     # clients ----------------------------------------------------------------
@@ -122,8 +123,7 @@ class CellApp:
             raise BadRequest("too_many_kernels",
                              f"at most {self.settings.per_session} kernels per CellSessionID; "
                              f"close one or wait", 429)
-        if self.draining:
-            raise BadRequest("draining", "this cell server is shutting down", 503)
+        self.check_accepting()
         try:
             kernel = await self.pool.take()
         except NoCapacity as e:
@@ -158,6 +158,23 @@ class CellApp:
             h = request.getHost()
             host = f"{h.host}:{h.port}"
         return f"{scheme}://{host}/"
+
+    def check_accepting(self) -> None:
+        """Refuse new kernels while shutting down or drained."""
+        if self.draining:
+            raise BadRequest("draining", "this cell server is shutting down", 503)
+        if self.drained:
+            raise BadRequest("draining", "this cell server is drained: it starts no new kernels", 503)
+
+    def set_drained(self, drained: bool) -> None:
+        """SIGUSR1 / SIGUSR2: stop / resume taking new kernels.  Kernels already
+        handed out keep working; /healthz still answers 200 (so edges keep
+        routing the kernels it owns) with ``accepting: false`` and ``free: 0``,
+        and edges choose it for no new work."""
+        if drained != self.drained:
+            self.drained = drained
+            self._log.warn("drained: no new kernels; running ones go on" if drained
+                           else "undrained: taking new kernels again")
 
     def stop_all(self, reason: str) -> list[defer.Deferred]:
         self.draining = True
@@ -323,8 +340,7 @@ async def run_service(app: CellApp, request):
         raise BadRequest("bad_user_expressions", "user_expressions must be a JSON object")
     if not isinstance(user_expressions, dict) or not all(isinstance(v, str) for v in user_expressions.values()):
         raise BadRequest("bad_user_expressions", "user_expressions must be a JSON object of strings")
-    if app.draining:
-        raise BadRequest("draining", "this cell server is shutting down", 503)
+    app.check_accepting()
     try:
         kernel = await app.pool.take()
     except NoCapacity as e:
@@ -395,9 +411,11 @@ class HealthResource(resource.Resource):
             status = "draining"
         elif not getattr(self.app.pool, "provider_up", True):
             status = "no-provider"
+        accepting = not self.app.drained
         body = {"status": status, "node": self.app.settings.node, "ready": stats.ready,
                 "starting": stats.starting, "running": stats.running, "capacity": stats.capacity,
-                "free": max(0, stats.capacity - stats.running), "sessions": len(self.app.registry.sessions),
+                "free": max(0, stats.capacity - stats.running) if accepting else 0, "accepting": accepting,
+                "sessions": len(self.app.registry.sessions),
                 "sandbox": self.sandbox_report}
         apply_cors(request)
         return json_body(request, 200 if status == "ok" else 503, body)

@@ -189,19 +189,20 @@ class Edge:
             if resp.code != 200:
                 self._record(name, False, f"HTTP {resp.code}")
                 return
-            free = 0
+            free, accepting = 0, True
             try:
-                free = int(json.loads(body).get("free", 0))
+                h = json.loads(body)
+                free, accepting = int(h.get("free", 0)), h.get("accepting", True) is not False
             except (ValueError, AttributeError, TypeError):
                 pass
-            self._record(name, True, "", free)
+            self._record(name, True, "", free, accepting)
 
         return defer.Deferred.fromCoroutine(check())
 
-    def _record(self, name: str, ok: bool, error: str, free: int = 0) -> None:
+    def _record(self, name: str, ok: bool, error: str, free: int = 0, accepting: bool = True) -> None:
         state = self.health[name]
         now = self.reactor.seconds()
-        changed = state.check_passed(now, free) if ok else state.check_failed(now, error)
+        changed = state.check_passed(now, free, accepting) if ok else state.check_failed(now, error)
         if changed:
             self._changed(name, state)
         if state.transitioning and name not in self._fast_checks and self._loops:
@@ -360,8 +361,8 @@ class Edge:
             front.respond(200, [(b"content-type", b"text/plain; version=0.0.4")],
                           generate_latest(self.metrics.registry))
             return
-        cells = {n: {"up": self.health[n].up, "free": self.health[n].free, "error": self.health[n].last_error}
-                 for n in self.cells}
+        cells = {n: {"up": self.health[n].up, "free": self.health[n].free, "accepting": self.health[n].accepting,
+                     "error": self.health[n].last_error} for n in self.cells}
         perms = {n: {"up": self.health[n].up, "error": self.health[n].last_error} for n in self.permalinkds}
         ok = any(c["up"] for c in cells.values()) and not self.draining
         body = json.dumps({"status": "ok" if ok else ("draining" if self.draining else "no-cell-server"),

@@ -149,6 +149,7 @@ class HealthState:
     up: bool = False
     streak: int = 0                 # consecutive results contradicting the state
     free: int = 0                   # cell servers: kernels they can still hand out
+    accepting: bool = True          # cell servers: False while drained (no new kernels, old ones served)
     changed_at: float = 0.0
     last_error: str = ""
 
@@ -158,9 +159,10 @@ class HealthState:
         worth confirming sooner than the regular interval (HAProxy's ``fastinter``)."""
         return self.streak > 0
 
-    def check_passed(self, now: float, free: int = 0) -> bool:
+    def check_passed(self, now: float, free: int = 0, accepting: bool = True) -> bool:
         """Record a good check; True if the backend just came up."""
         self.free = free
+        self.accepting = accepting
         self.last_error = ""
         if self.up:
             self.streak = 0
@@ -200,8 +202,9 @@ class RoundRobin:
 
 
 def pick_cell(states: dict[str, HealthState], exclude: set[str], rr: RoundRobin) -> str | None:
-    """The healthy cell server with the most free kernels; ties in turn."""
-    best = [n for n, s in states.items() if s.up and n not in exclude]
+    """The healthy cell server with the most free kernels; ties in turn.  A
+    drained one (not accepting) is never chosen for new work."""
+    best = [n for n, s in states.items() if s.up and s.accepting and n not in exclude]
     if not best:
         return None
     top = max(states[n].free for n in best)

@@ -89,3 +89,12 @@ def test_a_refused_connection_closes_the_websockets_at_once(tmp_path):
     edge.health["c1"].up = True
     edge.passive_failure("c1", "connection refused")
     assert tunnel.closed_for == ["c1"] and not reactor.getDelayedCalls()
+
+
+def test_the_edge_reads_accepting_from_a_passing_check(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    edge._record("c1", True, "", 0, False)
+    edge._record("c1", True, "", 0, False)
+    assert edge.health["c1"].up and not edge.health["c1"].accepting
+    edge._record("c1", True, "", 3)
+    assert edge.health["c1"].accepting

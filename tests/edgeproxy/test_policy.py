@@ -85,3 +85,19 @@ def test_health_transitioning_between_checks():
     assert h.transitioning and h.up
     h.check_passed(1)
     assert not h.transitioning
+
+
+def test_a_drained_cell_server_gets_no_new_work_but_stays_up():
+    """Drained (its /healthz says accepting: false): never chosen for new kernels,
+    even when it is the only one left, yet up, so its kernels are still routed."""
+    states = {"c1": P.HealthState(), "c2": P.HealthState()}
+    for s in states.values():
+        s.check_passed(0, 5)
+        s.check_passed(1, 5)
+    states["c1"].check_passed(2, 0, accepting=False)
+    rr = P.RoundRobin()
+    assert {P.pick_cell(states, set(), rr) for _ in range(4)} == {"c2"}
+    assert states["c1"].up
+    assert P.pick_cell(states, {"c2"}, rr) is None
+    states["c1"].check_passed(3, 4)                 # undrained
+    assert P.pick_cell(states, {"c2"}, rr) == "c1"
