@@ -84,10 +84,16 @@ class Supervisor(ProcessMonitor):
     killTime = 15
     log = Logger(namespace="cluster")
 
+    def __init__(self, reactor):
+        super().__init__(reactor=reactor)
+        self.hold: dict[str, float] = {}    # name -> restart no sooner than this after a death
+
     def _monitoredProcessExited(self, name, reason=None):
         super()._monitoredProcessExited(name, reason)
         call = self.restart.get(name)
         if self.running and call is not None and call.active():
+            if call.getTime() - self._clock.seconds() < self.hold.get(name, 0.0):
+                call.reset(self.hold[name])
             how = reason.getErrorMessage() if reason is not None else "exited"
             self.log.warn("{name} died ({how}); restarting it in {delay:.0f} s", name=name, how=how,
                           delay=max(0.0, call.getTime() - self._clock.seconds()))
@@ -111,6 +117,8 @@ def supervise(spec: ClusterSpec) -> None:
     env.setdefault("PYTHONUNBUFFERED", "1")
     for proc in all_processes(spec):
         monitor.addProcess(proc.name, list(proc.argv), env={**env, **proc.env}, cwd=spec.root)
+        if proc.restart_delay:
+            monitor.hold[proc.name] = proc.restart_delay
     status_path = os.path.join(spec.run_dir, "status.json")
 
     def write_status():

@@ -11,7 +11,11 @@ plus two tables only the launcher reads:
 - ``[cluster]``: ``var`` (state, logs and secrets, relative to the checkout),
   ``url`` (what to print when the cluster is up);
 - ``[redis]``: ``master-name``, ``primary``, ``replicas``, ``sentinels``
-  (ports on 127.0.0.1), ``password-file``.
+  (ports on 127.0.0.1), ``password-file``, ``restart-delay`` (seconds, 3 by
+  default: a dead Redis server is restarted no sooner, longer than the
+  Sentinels' down-after (1 s), so a killed primary is replaced by a failover,
+  as when its host is lost, instead of coming back as primary before any
+  Sentinel noticed; it then returns as a replica).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class ProcessSpec:
     health_url: str | None = None   # answers 200 once the process serves
     kind: str = ""
     runtime_dir: str | None = None  # cell servers: sockets and kernels' dirs (deploy/cluster down sweeps it)
+    restart_delay: float = 0.0      # the supervisor restarts it no sooner than this after it died
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class RedisTopology:
     replicas: tuple[int, ...]
     sentinels: tuple[int, ...]
     password_file: str
+    restart_delay: float = 3.0      # seconds a dead Redis server stays down (see load_cluster)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ def load_cluster(path: str, root: str, python_bin: str) -> ClusterSpec:
                 replicas=tuple(int(p) for p in r.get("replicas", [])),
                 sentinels=tuple(int(p) for p in r.get("sentinels", [])),
                 password_file=os.path.join(root, r.get("password-file", "var/secrets/redis-password")),
+                restart_delay=float(r.get("restart-delay", 3.0)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterFileError(f"{path}: [redis] needs primary, replicas and sentinels ports: {e}") from e

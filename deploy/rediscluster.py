@@ -58,7 +58,7 @@ def _write_if_changed(path: str, text: str, marker: str) -> None:
 def process_specs(directory: str, *, master_name: str, primary: int, replicas: Sequence[int],
                   sentinels: Sequence[int], password: str, redis_server: str | None = None,
                   down_after_ms: int = 1000, failover_timeout_ms: int = 5000,
-                  quorum: int | None = None) -> list[ProcessSpec]:
+                  quorum: int | None = None, restart_delay: float = 0.0) -> list[ProcessSpec]:
     """Write configs under ``directory`` and return primary, replicas, Sentinels (in start order)."""
     if not password or any(c.isspace() or c in "\"'" for c in password):
         raise ValueError("the Redis password must be non-empty, without spaces or quotes")
@@ -77,7 +77,7 @@ def process_specs(directory: str, *, master_name: str, primary: int, replicas: S
         _write_if_changed(conf, _render(
             "redis.conf.tmpl", role=name, marker=marker, port=port, host=HOST, dir=data, password=password,
             replicaof=f"replicaof {HOST} {of}" if of else ""), marker)
-        specs.append(ProcessSpec(name=name, argv=(redis_server, conf), kind="redis"))
+        specs.append(ProcessSpec(name=name, argv=(redis_server, conf), kind="redis", restart_delay=restart_delay))
     for i, port in enumerate(sentinels):
         name = f"redis-sentinel{i + 1}"
         data = os.path.join(directory, name)
@@ -104,7 +104,8 @@ def cluster_process_specs(spec: ClusterSpec) -> list[ProcessSpec]:
     directory = os.path.join(spec.var, "redis")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     return process_specs(directory, master_name=r.master_name, primary=r.primary, replicas=r.replicas,
-                         sentinels=r.sentinels, password=read_password(r.password_file))
+                         sentinels=r.sentinels, password=read_password(r.password_file),
+                         restart_delay=r.restart_delay)
 
 
 # --- a tiny blocking RESP client, for readiness checks and drills ------------

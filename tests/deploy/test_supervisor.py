@@ -103,3 +103,23 @@ def test_a_node_that_ignores_sigterm_is_killed_after_kill_time_and_logged():
     clock.advance(Supervisor.killTime)
     assert monitor.protocols["c1"].transport.signals == ["TERM", "KILL"]
     assert any("SIGKILL" in e["log_format"] for e in events)
+
+
+def test_a_held_node_stays_down_at_least_its_restart_delay():
+    """Redis servers (restart-delay 3 s): even after a long life, not back at once,
+    so the Sentinels see a killed primary down and fail over."""
+    clock, monitor, events = make()
+    monitor.hold["c1"] = 3.0
+    clock.advance(60)
+    die(monitor, "c1")
+    assert monitor.restart["c1"].getTime() - clock.seconds() == 3.0
+    clock.advance(2.9)
+    assert "c1" not in monitor.protocols
+    clock.advance(0.1)
+    assert "c1" in monitor.protocols
+    waits = []
+    for _ in range(3):                             # quick deaths: the back-off (1, 2, 4) once longer wins
+        die(monitor, "c1")
+        waits.append(monitor.restart["c1"].getTime() - clock.seconds())
+        clock.advance(waits[-1])
+    assert waits == [3.0, 3.0, 4.0]
