@@ -10,7 +10,11 @@ Prints one table (not a test).  Measures, on this machine:
   ``KernelManager`` start -> first reply for comparison;
 * sustained fresh kernels per second: take -> ``1+1`` -> shutdown, by
   ``--workers`` concurrent loops for ``--kernels`` kernels;
-* PSS per idle ready kernel (``/proc/<pid>/smaps_rollup``).
+* PSS per idle ready kernel (``/proc/<pid>/smaps_rollup``);
+* CPU time per fresh kernel during the rate test: the cell-server side (this
+  process), the provider, and every kernel it reaped (their ``cutime`` /
+  ``cstime``).  On a shared machine the rate moves with other load; the CPU
+  each kernel costs moves much less, so it is the figure to compare.
 
     python -m loadtest.kernels_bench [--kernels 200] [--workers 4] [--samples 100]
                                      [--sandbox | --no-sandbox]
@@ -67,6 +71,17 @@ def jupyter_client_figures(samples: int, cold: int) -> tuple[list[float], list[f
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     return rts, starts
+
+
+def cpu_seconds(pid: str | int, children: bool = False) -> float:
+    """User + system CPU of a process from ``/proc/<pid>/stat`` (and, with
+    ``children``, of its reaped children), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])            # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])       # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def pss_kb(pid: int, tree: bool = True) -> int | None:
@@ -174,8 +189,13 @@ async def ours(reactor, args, sandbox=None) -> dict:
                 await execute(kk)
                 await kk.shutdown("bench")
         t = time.perf_counter()
+        pp = pool.provider_pid
+        own0, prov0, kern0 = cpu_seconds("self"), cpu_seconds(pp), cpu_seconds(pp, children=True)
         await defer.gatherResults([defer.Deferred.fromCoroutine(worker()) for _ in range(args.workers)])
         out["rate"] = args.kernels / (time.perf_counter() - t)
+        own, prov = cpu_seconds("self") - own0, cpu_seconds(pp) - prov0
+        kern = cpu_seconds(pp, children=True) - kern0 - prov
+        out["cpu_ms"] = [1000 * x / args.kernels for x in (own, prov, kern)]
         out["ready_times"] = [s * 1000 for s in pool.ready_times]
         out["fork_times"] = list(pool.fork_times)
     finally:
@@ -224,6 +244,9 @@ def main(argv=None) -> int:
         rates = " ".join(f"{x:.1f}" for x in r["rates"])
         print(f"{'sustained fresh kernels (take->1+1->shutdown)':<46} {'':>6} {r['rate']:>9.1f} "
               f"{'':>9} {'/s':>5}  >= 40/s  (rounds: {rates})")
+        own, prov, kern = (statistics.mean(c[i] for c in r["cpus"]) for i in range(3))
+        print(f"{'CPU per fresh kernel, all processes':<46} {'':>6} {own + prov + kern:>9.1f} {'':>9} "
+              f"{'ms':>5}  ({own:.1f} cell server, {prov:.1f} provider, {kern:.1f} kernel)")
         print(fmt("PSS per idle ready kernel", r["pss"], unit="MB", target="<= 15 MB"))
         print(f"{'PSS of the template (provider)':<46} {'':>6} {r['pss_template']:>9.1f} {'':>9} {'MB':>5}")
         print()
@@ -239,8 +262,9 @@ def main(argv=None) -> int:
                         if isinstance(value, list) and key not in ("layers", "missing"):
                             acc[key] = acc[key] + value
                     acc["rates"].append(r["rate"])
+                    acc["cpus"].append(r["cpu_ms"])
                 else:
-                    r["rates"] = [r["rate"]]
+                    r["rates"], r["cpus"] = [r["rate"]], [r["cpu_ms"]]
                     results[label] = r
         for r in results.values():
             r["rate"] = statistics.mean(r["rates"])

@@ -60,6 +60,7 @@ def confine(c: Confinement) -> None:
     the caller must then exit without running the kernel."""
     os.setsid()                                   # own session + process group, pgid == pid
     _die_with_parent(c.parent_pid)
+    _name_process()
     _reset_signals()
     _reset_fds()
     os.chdir(c.work_dir)
@@ -80,6 +81,20 @@ def _die_with_parent(parent_pid: int) -> None:
         pass
     if parent_pid and host_ppid() != parent_pid:
         os._exit(1)                               # the provider died while we forked
+
+
+KERNEL_COMM = b"cs-kernel"
+
+
+def _name_process() -> None:
+    """Name the kernel ``cs-kernel`` in ``/proc/<pid>/comm`` (what ps, top and
+    perf show; threads started later inherit it), so operators and profiles
+    tell kernels from the provider and the cell server, all ``python``."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(15, KERNEL_COMM, 0, 0, 0)    # PR_SET_NAME
+    except OSError:
+        pass
 
 
 def _reset_signals() -> None:

@@ -82,6 +82,9 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     config.IPKernelApp.quiet = True
     config.IPKernelApp.parent_handle = 0
     config.InteractiveShellApp.matplotlib = None
+    # The template's Session (built here, shared) signs nothing: every kernel
+    # sets its own key, session id and pid right after the fork.
+    config.Session.key = b"template-" + os.urandom(16).hex().encode()
     for name, port in layout.PORTS.items():
         setattr(config.IPKernelApp, f"{name}_port", port)
     app = _make_app_class().instance(config=config)
@@ -89,7 +92,20 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     _app = app
     gc.collect()
     gc.freeze()
+    _trim_heap()
     return preloaded, failed, (time.perf_counter() - t0) * 1000
+
+
+def _trim_heap() -> None:
+    """Give the free pages inside the C heap back to the kernel before any
+    fork: a kernel's ``malloc`` then fills fresh zero pages instead of copying
+    the template's (a cheaper fault), and those pages stop counting in the
+    template's (shared) resident set."""
+    import ctypes
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):       # not glibc
+        pass
 
 
 # Imported lazily by IPKernelApp's second half, a kernel's first execution or
@@ -131,6 +147,24 @@ def _warm_matplotlib() -> None:
     plt.close(fig)
 
 
+class _SysWithoutModules:
+    """``sys`` as ``ipykernel.ipkernel`` sees it while a kernel is built: all
+    of it but an empty ``modules``.
+
+    ``IPythonKernel.__init__`` lists the ``__file__`` of every loaded module
+    for the debugger, which public kernels do not have
+    (``ipykernel.debugger._is_debugpy_available`` is off).  That walk touches
+    ~1,200 module objects and keeps a reference to each path string: the
+    reference counts alone copied ~940 of the template's pages (3.7 MB) into
+    every kernel and cost ~5 ms of CPU (measured with the page-fault count of
+    a forked child, loadtest/RESULTS-provider.md)."""
+
+    modules: dict = {}
+
+    def __getattr__(self, name):
+        return getattr(sys, name)
+
+
 def _make_app_class():
     from ipykernel.kernelapp import IPKernelApp
     from IPython.core.application import BaseIPythonApplication
@@ -160,6 +194,15 @@ def _make_app_class():
             _warm_lazy_paths(shell)
             # Issue 6: after each execution, links to the files it wrote (filewatch.py).
             filewatch.install(shell)
+            # Sessions, extensions, the startup-file search and the list of
+            # loaded modules, once here instead of in every kernel (each of
+            # them copies template pages into the child: every object a kernel
+            # touches after the fork costs it a private page).
+            _ = self.session
+            self.init_extensions()
+            self.warm_extensions = True
+            self.warm_startup_files = self._startup_files()
+            self.warm_module_keys = set(sys.modules)
             # Interacts (issue 7): SageMathCell's interact and controls in every
             # kernel's namespace, imported once here and shared by the forks.
             try:
@@ -168,6 +211,46 @@ def _make_app_class():
                 shell.user_ns_hidden.update(interact_names)
             except Exception:                   # no ipywidgets: kernels still start
                 pass
+
+        def _startup_files(self) -> bool:
+            """Whether any startup file or PYTHONSTARTUP would run (the search
+            globs several directories; the template does it once)."""
+            import glob
+            from itertools import chain
+
+            from IPython.core.application import ENV_CONFIG_DIRS, SYSTEM_CONFIG_DIRS
+            dirs = [self.profile_dir.startup_dir] + [
+                os.path.join(p, "startup") for p in chain(ENV_CONFIG_DIRS, SYSTEM_CONFIG_DIRS)]
+            return bool((self.exec_PYTHONSTARTUP and os.environ.get("PYTHONSTARTUP"))
+                        or any(glob.glob(os.path.join(d, pattern)) for d in dirs for pattern in ("*.py", "*.ipy")))
+
+        def init_extensions(self):
+            if not getattr(self, "warm_extensions", False):    # loaded by the template
+                super().init_extensions()
+
+        def init_code(self):
+            """``InteractiveShellApp.init_code`` without the template's work:
+            the startup search only when the template found a file, the
+            module-name snapshot (for ``%reset -f aggressive``) taken there."""
+            if self.warm_startup_files:
+                self._run_startup_files()
+            self._run_exec_lines()
+            self._run_exec_files()
+            if self.hide_initial_ns:
+                self.shell.user_ns_hidden.update(self.shell.user_ns)
+            self._run_cmd_line_code()
+            self._run_module()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.shell._sys_modules_keys = self.warm_module_keys
+
+        def init_kernel(self):
+            ipkernel = sys.modules["ipykernel.ipkernel"]
+            ipkernel.sys = _SysWithoutModules()
+            try:
+                super().init_kernel()
+            finally:
+                ipkernel.sys = sys
 
         def init_connection_file(self):
             pass                          # both sides know the ipc paths (layout.py)
