@@ -1,7 +1,11 @@
-// Bundles src/index.js into ../static/build/editor.js (global `cellstackEditor`).
+// Bundles src/index.js into ../static/build/editor.js (global `cellstackEditor`),
+// and copies MathJax 3's TeX-to-SVG build (one file, its fonts inside) with the TeX
+// extensions it loads on demand into ../static/build/mathjax/: the standalone page
+// typesets text/latex output with it, no CDN needed.
 import * as esbuild from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outfile = path.resolve(here, '..', 'static', 'build', 'editor.js');
@@ -18,4 +22,13 @@ await esbuild.build({
   legalComments: 'eof',
   logLevel: 'warning',
 });
-console.log(`built ${outfile}`);
+
+const mathjax = path.join(here, 'node_modules', 'mathjax');
+const mjOut = path.resolve(here, '..', 'static', 'build', 'mathjax');
+fs.rmSync(mjOut, { recursive: true, force: true });
+fs.mkdirSync(mjOut, { recursive: true });
+fs.copyFileSync(path.join(mathjax, 'es5', 'tex-svg.js'), path.join(mjOut, 'tex-svg.js'));
+fs.cpSync(path.join(mathjax, 'es5', 'input', 'tex', 'extensions'), path.join(mjOut, 'input', 'tex', 'extensions'),
+          { recursive: true });
+fs.copyFileSync(path.join(mathjax, 'LICENSE'), path.join(mjOut, 'LICENSE'));
+console.log(`built ${outfile} and ${mjOut}`);
