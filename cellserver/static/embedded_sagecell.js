@@ -211,13 +211,13 @@
       this.pendingWidgets = queued;
       loadWidgets().then(function (W) {
         self.widgets = W.createManager({ send: function (m) { self.ws.send(JSON.stringify(m)); }, session: self.session });
-        queued.forEach(function (m) { self.widgets.handleMessage(m); });
         self.pendingWidgets = null;
+        queued.forEach(function (m) { self.receive(m); });   // output may belong to an Output widget
         (self.widgetWaiters || []).forEach(function (f) { f(); });
       });
       return;
     }
-    if (this.pendingWidgets && /^comm_/.test(t)) { this.pendingWidgets.push(msg); return; }
+    if (this.pendingWidgets) { this.pendingWidgets.push(msg); return; }   // every message: see above
     if (t === "status" && c.execution_state === "dead") { this.ended(c.reason || "kernel died"); return; }
     var parent = (msg.parent_header || {}).msg_id;
     var h = parent && this.handlers[parent];
@@ -324,9 +324,10 @@
       box.appendChild(el("img", { alt: "image output", class: "sagecell-image", src: "data:image/jpeg;base64," + data["image/jpeg"] }));
     } else if (data["application/javascript"] !== undefined) {
       box.appendChild(frame("<script>" + data["application/javascript"].replace(/<\/script/gi, "<\\/script") + "<\/script>", "js"));
-    } else if (data["text/latex"] !== undefined && window.MathJax && MathJax.typesetPromise) {
-      box.textContent = data["text/latex"];
-      MathJax.typesetPromise([box]).catch(function () {});
+    } else if (data["text/latex"] !== undefined && window.MathJax) {
+      var math = el("div", { class: "sagecell-latex", text: data["text/latex"] });
+      box.appendChild(math);
+      typeset(math, data["text/latex"]);
     } else if (data["text/latex"] !== undefined &&
                (data["text/plain"] === undefined || /^<[\w.]+ object( at 0x[0-9a-f]+)?>$/.test(data["text/plain"]))) {
       // no MathJax, and the plain text is only a repr like <IPython.core.display.Latex object>: the source
@@ -338,6 +339,43 @@
     }
     return box;
   };
+
+  // ---- LaTeX: typeset by the page's MathJax ------------------------------------------
+  // $...$ and $$...$$ as \(...\) and \[...\]: MathJax 3 looks for no $ unless the page
+  // configured it; these delimiters it finds under any configuration (MathJax 2's too).
+  function texDelimiters(tex) {
+    return String(tex).replace(/\\\$|\$\$([\s\S]+?)\$\$|\$((?:\\.|[^$\\])+?)\$/g, function (m, display, inline) {
+      return display !== undefined ? "\\[" + display + "\\]" : inline !== undefined ? "\\(" + inline + "\\)" : m;
+    });
+  }
+  // Promise<MathJax | null>: the page's MathJax once it is ready.  A page may set
+  // window.MathJax (its configuration) before the script has loaded: waited for, up to ms.
+  function mathJaxReady(ms) {
+    return new Promise(function (resolve) {
+      var waited = 0;
+      (function look() {
+        var M = window.MathJax;
+        if (M && typeof M.typesetPromise === "function") {
+          (M.startup && M.startup.promise || Promise.resolve()).then(function () { resolve(M); }, function () { resolve(M); });
+        } else if (M && M.Hub && M.Hub.Queue) resolve(M);                 // MathJax 2
+        else if (!M || waited >= ms) resolve(null);
+        else { waited += 100; setTimeout(look, 100); }
+      })();
+    });
+  }
+  // The source shows until MathJax has typeset it (and stays, readable, if it never does).
+  function typeset(node, tex) {
+    mathJaxReady(15000).then(function (M) {
+      if (!M || !node.isConnected) return;
+      node.textContent = texDelimiters(tex);
+      if (M.Hub) { M.Hub.Queue(["Typeset", M.Hub, node]); return; }
+      // MathJax 3 wants one typeset at a time: chained on its startup promise
+      var run = function () { return M.typesetPromise([node]); };
+      var done = M.startup && M.startup.promise ? M.startup.promise.then(run) : run();
+      if (M.startup) M.startup.promise = done.catch(function () {});
+      done.catch(function () { node.textContent = tex; });
+    });
+  }
 
   // (issue 6) The files an execution created or changed (the kernel's filewatch hook):
   // links to GET <root>kernel/<id>/files/<path>, on the cell's server (the page may be

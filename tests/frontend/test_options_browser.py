@@ -3,7 +3,8 @@ Chromium against a real ``twistd cellserver``, the cells embedded in pages of
 another origin: outputLocation, codeLocation, code from a textarea and from
 plain text, autoeval, hide, callback, linkKey, languages/defaultLanguage; and
 stdout/stderr interleaving, ANSI colours, SVG, clear_output,
-update_display_data and text/latex without MathJax."""
+update_display_data and text/latex without MathJax and with it (the page's
+own, and the standalone page's bundled one)."""
 from __future__ import annotations
 
 
@@ -77,13 +78,27 @@ OUTPUTS = HEAD + """<h1>Outputs</h1><div id="out">print(1)</div><div id="other">
 </script></body></html>
 """
 
+# A page with MathJax 3 of its own (here the copy our server serves), configured
+# nothing: no $ delimiters.
+MATHJAX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Mathjax</title>
+<script src="{server}static/build/mathjax/tex-svg.js"></script>
+<script src="{server}embedded_sagecell.js"></script></head><body>
+<h1>Maths</h1><div id="out">print(1)</div>
+<script>window.cells = {{out: sagecell.makeSagecell({{inputLocation: "#out"}})}};</script></body></html>
+"""
+
+LATEX = ("from IPython.display import Latex, Math, display\n"
+         "display(Latex(r'The value $x^2 + \\frac{1}{2}$ and $$\\int_0^1 t\\,dt$$'))\n"
+         "display(Math(r'\\alpha^2'))")
+
 
 @pytest.fixture(scope="module")
 def server(module_children, tmp_path_factory):
     return cell_server_and_site(
         module_children, tmp_path_factory.mktemp("fe-options") / "site", "f3",
         lambda base: {f"{name}.html": text.format(server=base, title=name.title())
-                      for name, text in [("options", OPTIONS), ("linked", LINKED), ("outputs", OUTPUTS)]},
+                      for name, text in [("options", OPTIONS), ("linked", LINKED), ("outputs", OUTPUTS),
+                                                     ("mathjax", MATHJAX)]},
         ["--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "6"])
 
 
@@ -281,6 +296,41 @@ def test_latex_without_mathjax_is_readable_text(server, page):
     text = out(page, "#out").inner_text().strip()
     assert "object>" not in text
     assert "x^2 + \\frac{1}{2}" in text
+
+
+def check_typeset(page, sel):
+    """LATEX's three formulas typeset by MathJax (SVG), the $$ one as display maths,
+    the prose around them kept, no TeX source or $ left in view."""
+    page.wait_for_function(f"() => document.querySelectorAll('{sel} .sagecell-output mjx-container').length === 3",
+                           timeout=20_000)
+    maths = page.locator(f"{sel} .sagecell-output mjx-container")
+    assert [maths.nth(i).get_attribute("display") for i in range(3)] == [None, "true", None]
+    assert page.locator(f"{sel} .sagecell-output mjx-container svg").count() == 3
+    text = page.locator(f"{sel} .sagecell-output").inner_text()
+    assert "The value" in text and "and" in text
+    assert "\\frac" not in text and "$" not in text and "\\alpha" not in text
+
+
+def test_latex_is_typeset_by_the_pages_own_mathjax(server, page):
+    page.goto(server["embed"] + "mathjax.html")
+    page.wait_for_selector("#out .sagecell-evaluate")
+    assert page.evaluate("typeof MathJax.typesetPromise") == "function"
+    # MathJax 3's defaults: inline maths only between \( and \), no $
+    assert page.evaluate("(MathJax.config.tex || {}).inlineMath === undefined")
+    run(page, "out", LATEX)
+    wait_state(page, "#out", "finished")
+    check_typeset(page, "#out")
+    shot(page, "latex-mathjax")
+
+
+def test_the_standalone_page_typesets_latex_with_its_bundled_mathjax(server, page):
+    import urllib.parse
+    served: list[str] = []
+    page.on("response", lambda r: served.append(r.url) if "mathjax" in r.url and r.ok else None)
+    page.goto(server["base"] + "?autoeval=true&c=" + urllib.parse.quote(LATEX))
+    wait_state(page, "#cell", "finished")
+    check_typeset(page, "#cell")
+    assert served and all(u.startswith(server["base"]) for u in served)      # from this server, no CDN
 
 
 def test_screenshot_of_the_options_page(server, page):
