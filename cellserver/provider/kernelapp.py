@@ -252,6 +252,11 @@ def _make_app_class():
             finally:
                 ipkernel.sys = sys
 
+        def init_heartbeat(self):
+            """No heartbeat: nothing pings it.  The provider learns of a
+            kernel's death from SIGCHLD at once, and a heartbeat costs every
+            kernel a zmq context, three threads and a socket."""
+
         def init_connection_file(self):
             pass                          # both sides know the ipc paths (layout.py)
 
