@@ -2,23 +2,36 @@
 
 Against a cluster started with ``deploy/cluster up`` (same ``--config``), it
 runs the session load tester (``loadtest.sessions``) and a permalink writer
-while it, in turn:
+while it, in turn (one fault every ``--step`` seconds):
 
 1. kills a cell server with SIGKILL,
-2. stops the other cell server with SIGSTOP (and SIGCONT a few seconds later),
+2. stops the other cell server with SIGSTOP (and SIGCONT 3 s later),
 3. kills a permalinkd with SIGKILL,
-4. kills the Redis primary with SIGKILL,
+4. kills the Redis primary (whichever server Sentinel names) with SIGKILL,
 
-and prints a timeline (fault, detection by the edge, recovery: the node
-restarted by the supervisor and back in service) and the counts: sessions
-broken (expected on a killed server; each was told why), new sessions that
-failed after the fault was detected (target 0), permalink writes
-acknowledged and then lost (target 0), nodes back in service.
+and prints a timeline per fault, in seconds from the drill's start: the
+kill; its detection (the edge marks the node down; for Redis: the Sentinels
+name another primary); its recovery (the node back in service: restarted by
+the supervisor, or resumed, and up at the edge again; for Redis: the old
+primary restarted and attached as a replica of the new one; and the first
+acknowledged permalink write after the switch).  Then the counts:
+
+- sessions broken on the faulted server (expected: they held a kernel
+  there), each with what it was told (close code and reason, error message)
+  and the server owning its kernel (from the kernel id);
+- kernel starts in flight to it before the edge knew (expected, listed);
+- new sessions failed after detection: a session that started after the
+  edge saw the fault and failed before its first result (target 0);
+- sessions broken elsewhere: on a server that was not faulted (target 0);
+- acknowledged permalinks lost (target 0; every acknowledged one is read
+  back at the end) and write attempts that failed (not acknowledged);
+- restarted nodes back in service (the killed cell server, permalinkd and
+  Redis primary; the stopped cell server is resumed, counted apart).
 
     python -m loadtest.drill --config deploy/cluster.toml --users 10 --step 12
 
-Traffic stays on 127.0.0.1 and the run is bounded (``--step`` seconds per
-fault, four faults).
+Traffic stays on loopback (refused otherwise) and the run is bounded
+(``--step`` seconds per fault, four faults, bounded waits).
 """
 from __future__ import annotations
 
@@ -32,25 +45,40 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
+from deploy import rediscluster
 from deploy.clusterspec import load_cluster
+from loadtest.sessions import check_loopback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STOP_SECONDS = 3.0        # SIGSTOP, then SIGCONT this much later
 
 
 class Cluster:
     def __init__(self, config: str):
         self.spec = load_cluster(config, ROOT, os.path.dirname(sys.executable))
         self.base = self.spec.url
+        check_loopback(self.base)
         self.ctx = ssl.create_default_context(cafile=os.path.join(self.spec.var, "certs", "ca.pem"))
         edge = next(n for n in self.spec.nodes if n.kind == "edgeproxy")
         self.edge_health = edge.health_url
+        r = self.spec.redis
+        self.redis_password = rediscluster.read_password(r.password_file) if r else None
+        self.redis_names = {r.primary: "redis-primary", **{p: f"redis-replica{i + 1}"
+                                                             for i, p in enumerate(r.replicas)}} if r else {}
 
     def pids(self) -> dict[str, int]:
-        with open(os.path.join(self.spec.run_dir, "status.json")) as f:
-            return {k: v for k, v in json.load(f)["processes"].items() if v}
+        try:
+            with open(os.path.join(self.spec.run_dir, "status.json")) as f:
+                return {k: v for k, v in json.load(f)["processes"].items() if v}
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def restarted(self, name: str, old_pid: int) -> bool:
+        return self.pids().get(name) not in (None, old_pid)
 
     def health(self) -> dict:
         try:
@@ -64,6 +92,20 @@ class Cluster:
     def up(self, pool: str, name: str) -> bool:
         return bool(self.health().get(pool, {}).get(name, {}).get("up"))
 
+    def redis_primary(self) -> int | None:
+        r = self.spec.redis
+        addr = rediscluster.sentinel_primary(r.sentinels, r.master_name, self.redis_password)
+        return addr[1] if addr else None
+
+    def replica_of(self, port: int, primary: int) -> bool:
+        """``port`` serves as a replica of ``primary`` with its link up."""
+        try:
+            rep = rediscluster.info(port, "replication", self.redis_password)
+        except (OSError, rediscluster.RedisReplyError):
+            return False
+        return rep.get("role") == "slave" and rep.get("master_port") == str(primary) \
+            and rep.get("master_link_status") == "up"
+
     def post(self, path: str, **form) -> tuple[int, dict]:
         data = urllib.parse.urlencode(form).encode()
         try:
@@ -76,7 +118,7 @@ class Cluster:
             except ValueError:
                 return e.code, {}
         except Exception as e:  # noqa: BLE001
-            return 0, {"error": type(e).__name__}
+            return 0, {"error": f"{type(e).__name__}: {e}"}
 
     def get(self, path: str) -> tuple[int, object]:
         try:
@@ -89,11 +131,11 @@ class Cluster:
 
 
 def wait_for(pred, timeout: float, interval: float = 0.02) -> float | None:
-    """Seconds until ``pred()`` held, or None."""
+    """time.time() when ``pred()`` first held, or None after ``timeout`` seconds."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if pred():
-            return time.monotonic() - t0
+            return time.time()
         time.sleep(interval)
     return None
 
@@ -104,9 +146,10 @@ class PermalinkWriter(threading.Thread):
     def __init__(self, cluster: Cluster):
         super().__init__(daemon=True)
         self.cluster = cluster
+        check_loopback(cluster.base)
         self.acked: dict[str, str] = {}
         self.ack_times: list[float] = []
-        self.failures: list[tuple[float, int]] = []
+        self.failures: list[tuple[float, int, str]] = []
         self.stop = threading.Event()
 
     def run(self):
@@ -119,7 +162,7 @@ class PermalinkWriter(threading.Thread):
                 self.acked[body["query"]] = code
                 self.ack_times.append(time.time())
             else:
-                self.failures.append((time.time(), status))
+                self.failures.append((time.time(), status, str(body.get("error", ""))))
             time.sleep(0.05)
 
     def lost(self) -> list[str]:
@@ -130,15 +173,74 @@ class PermalinkWriter(threading.Thread):
                 lost.append(q)
         return lost
 
+    def first_ack_after_outage(self, t0: float) -> float | None:
+        """time.time() of the first acknowledged write after the first failed one
+        since ``t0`` (``t0`` itself if none failed: the switch was seamless)."""
+        failed = [t for t, _, _ in self.failures if t >= t0]
+        if not failed:
+            return t0
+        acks = [t for t in self.ack_times if t > failed[0]]
+        return acks[0] if acks else None
 
-def first_write_after(writer: PermalinkWriter, t0: float) -> float | None:
-    """Seconds from the kill to the first acknowledged write after the outage
-    (0.0 if no write failed at all: the switch was seamless for writers)."""
-    failed = [t for t, _ in writer.failures if t >= t0]
-    if not failed:
-        return 0.0
-    acks = [t for t in writer.ack_times if t > failed[0]]
-    return round(acks[0] - t0, 2) if acks else None
+
+def classify(sessions: list[dict], timeline: list[dict]) -> dict[str, list[dict]]:
+    """Sort failed sessions (times in drill seconds) by what the faults explain.
+
+    A failure belongs to the latest fault killed before it.  If that fault
+    is a cell server's and the session started before the edge detected it:
+    a session holding a kernel on that server is *broken* (expected), one
+    that got no kernel yet was *in flight* (expected).  Any other failure
+    before a first result is a *new session failed* (target 0), after it a
+    session *broken elsewhere* (target 0).  429s are counted apart."""
+    out = {"broken": [], "in_flight": [], "new_failed": [], "broken_elsewhere": [], "rate_limited": []}
+    faults = sorted(timeline, key=lambda r: r["kill_at"])
+    for s in sessions:
+        if not s["failed_phase"]:
+            continue
+        if s["error"].startswith("429"):
+            out["rate_limited"].append(s)
+            continue
+        fault = None
+        for f in faults:
+            if f["kill_at"] <= s["failed_at"]:
+                fault = f
+        detected = None
+        if fault is not None:
+            detected = fault["detected_at"] if fault["detected_at"] is not None else fault["kill_at"] + 10
+        if fault is not None and fault["pool"] == "cells" and s["start"] < detected:
+            if s["node"] == fault["node"]:
+                out["broken"].append(dict(s, fault=fault["node"]))
+                continue
+            if s["node"] is None:
+                out["in_flight"].append(dict(s, fault=fault["node"]))
+                continue
+        if s["failed_phase"] in ("kernel start", "first computation"):
+            out["new_failed"].append(s)
+        else:
+            out["broken_elsewhere"].append(s)
+    return out
+
+
+def _s(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def print_report(timeline: list[dict], counts: dict, kinds: dict[str, list[dict]]) -> None:
+    print(f"{'node':16}{'fault':30}{'kill s':>8}{'detected s':>12}{'back s':>9}  recovery")
+    for r in timeline:
+        note = r["recovery"]
+        if r.get("first_write_at") is not None:
+            note += f"; first acknowledged write at {r['first_write_at']:.2f} s"
+        print(f"{r['node']:16}{r['fault']:30}{r['kill_at']:>8.2f}{_s(r['detected_at']):>12}"
+              f"{_s(r['back_at']):>9}  {note}")
+    for k, v in counts.items():
+        print(f"{k}: {v}")
+    for title, key in (("broken on the faulted server", "broken"), ("in flight before detection", "in_flight"),
+                       ("new session failed after detection", "new_failed"),
+                       ("broken elsewhere", "broken_elsewhere")):
+        for s in kinds[key]:
+            print(f"  {title}: started {s['start']:.2f} s on {s['node'] or '-'}, failed at {s['failed_at']:.2f} s "
+                  f"in {s['failed_phase']}: {s['error']}")
 
 
 def main(argv=None) -> int:
@@ -146,93 +248,121 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=os.path.join(ROOT, "deploy", "cluster.toml"))
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--step", type=float, default=12.0, help="seconds per fault")
-    ap.add_argument("--json", help="write the timeline and counts here")
+    ap.add_argument("--pause", type=float, default=1.0,
+                    help="seconds each session holds its kernel between sums (so faults find sessions to break)")
+    ap.add_argument("--json", help="write the timeline, counts and failed sessions here")
     args = ap.parse_args(argv)
+    if not (1 <= args.users <= 200 and 5 <= args.step <= 120):
+        ap.error("--users must be 1..200 and --step 5..120 s")
     cl = Cluster(args.config)
     cells = [n.name for n in cl.spec.nodes if n.kind == "cellserver"]
     perms = [n.name for n in cl.spec.nodes if n.kind == "permalinkd"]
-    duration = args.step * 4 + 4
-    out = tempfile.mktemp(suffix=".json")
+    duration = args.step * 4 + 8
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="drill-sessions-")
+    os.close(fd)
     load = subprocess.Popen([sys.executable, "-m", "loadtest.sessions", "--url", cl.base, "--cafile",
                              os.path.join(cl.spec.var, "certs", "ca.pem"), "--users", str(args.users),
                              "--ramp-up", "2", "--duration", str(duration), "--computations", "2",
-                             "--think", "0.2", "--json", out],
+                             "--think", "0.2", "--pause", str(args.pause), "--json", out],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     writer = PermalinkWriter(cl)
     writer.start()
     t_start = time.time()
     timeline = []
 
-    def fault(name, kind, pool, do, undo=None, undo_after=3.0, detect=True):
+    def rel(t):
+        return None if t is None else round(t - t_start, 2)
+
+    def at(i):   # fault i starts 3 s in, then every --step seconds (or at once if late)
+        time.sleep(max(0.0, t_start + 3 + i * args.step - time.time()))
+
+    def node_fault(i, name, pool, stop=False):
+        at(i)
         pid = cl.pids()[name]
         t0 = time.time()
-        do(pid)
-        row = {"node": name, "fault": kind, "at": round(t0 - t_start, 2)}
-        if detect:
-            row["detected_after"] = wait_for(lambda: not cl.up(pool, name), 10)
-        if undo:
-            time.sleep(undo_after)
-            undo(pid)
-        row["back_after"] = wait_for(lambda: cl.up(pool, name) and cl.pids().get(name) is not None, 60, 0.1)
-        row["detected_at"] = t0 - t_start + (row.get("detected_after") or 0)
+        os.kill(pid, signal.SIGSTOP if stop else signal.SIGKILL)
+        detected = wait_for(lambda: not cl.up(pool, name), 10)
+        row = {"node": name, "pool": pool, "fault": f"SIGSTOP, SIGCONT {STOP_SECONDS:g} s later" if stop
+               else "SIGKILL", "kill_at": rel(t0), "detected_at": rel(detected), "restarted": not stop}
+        if stop:
+            time.sleep(max(0.0, t0 + STOP_SECONDS - time.time()))
+            os.kill(pid, signal.SIGCONT)
+            row["resumed_at"] = rel(time.time())
+            back = wait_for(lambda: cl.up(pool, name), 60, 0.1)
+            row["recovery"] = f"resumed at {row['resumed_at']:.2f} s, up at the edge again"
+        else:
+            back = wait_for(lambda: cl.restarted(name, pid) and cl.up(pool, name), 60, 0.1)
+            row["recovery"] = "restarted by the supervisor, up at the edge again"
+        row["back_at"] = rel(back)
         timeline.append(row)
 
-    time.sleep(3)
-    fault(cells[0], "SIGKILL", "cells", lambda p: os.kill(p, signal.SIGKILL))
-    time.sleep(max(0.0, args.step - 5))
-    fault(cells[-1], "SIGSTOP, SIGCONT 3 s later", "cells", lambda p: os.kill(p, signal.SIGSTOP),
-          lambda p: os.kill(p, signal.SIGCONT))
-    time.sleep(max(0.0, args.step - 8))
-    fault(perms[0], "SIGKILL", "permalinks", lambda p: os.kill(p, signal.SIGKILL))
-    time.sleep(max(0.0, args.step - 5))
-    primary = cl.pids()["redis-primary"]
+    node_fault(0, cells[0], "cells")
+    node_fault(1, cells[-1], "cells", stop=True)
+    node_fault(2, perms[0], "permalinks")
+    at(3)
+    old = cl.redis_primary()
+    name = cl.redis_names.get(old, f"redis:{old}")
+    pid = cl.pids()[name]
     t0 = time.time()
-    os.kill(primary, signal.SIGKILL)
-    time.sleep(min(10.0, max(5.0, args.step - 2)))
-    timeline.append({"node": "redis-primary", "fault": "SIGKILL", "at": round(t0 - t_start, 2),
-                     "first_write_after": first_write_after(writer, t0)})
-    load_out, _ = load.communicate(timeout=duration + 120)
+    os.kill(pid, signal.SIGKILL)
+    switched = wait_for(lambda: cl.redis_primary() not in (None, old), 30, 0.05)
+    new = cl.redis_primary()
+    back = wait_for(lambda: cl.restarted(name, pid) and cl.replica_of(old, new), 60, 0.1)
+    time.sleep(1.0)          # let the writer show its first acknowledged write after the switch
+    timeline.append({"node": name, "pool": "redis", "fault": "SIGKILL (the Redis primary)", "kill_at": rel(t0),
+                     "detected_at": rel(switched), "back_at": rel(back), "restarted": True,
+                     "first_write_at": rel(writer.first_ack_after_outage(t0)),
+                     "primary_before": old, "primary_after": new,
+                     "recovery": f"Sentinels switched to {new}; old primary {old} restarted, a replica again"})
+    try:
+        load_out, _ = load.communicate(timeout=duration + 120)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        load_out, _ = load.communicate()
     writer.stop.set()
     writer.join(15)
     lost = writer.lost()
-    with open(out) as f:
-        loaded = json.load(f)
+    try:
+        with open(out) as f:
+            loaded = json.load(f)
+    except (OSError, ValueError):
+        print(load_out)
+        print("drill: the session load tester wrote no results")
+        return 1
+    finally:
+        os.unlink(out)
     offset = loaded.get("t0", t_start) - t_start        # load-tester time -> drill time
-    samples = [dict(s, start=s["start"] + offset) for s in loaded["samples"]]
-    os.unlink(out)
-    windows = [(r["at"] - 0.5, r["at"] + (r.get("detected_after") or 0) + 1.0)
-               for r in timeline if r["node"] in cells]          # from the fault to its detection
-    rate_limited = [s for s in samples if not s["ok"] and s["error"].startswith("429")]
-    samples = [s for s in samples if not s["error"].startswith("429")]
-    after_detection = [s for s in samples if s["phase"] == "kernel start" and not s["ok"]
-                       and not any(a <= s["start"] <= b for a, b in windows)]
-    broken = [s for s in samples if s["phase"] != "kernel start" and not s["ok"]]
-    print(load_out)
-    print(f"{'node':16}{'fault':30}{'at s':>8}{'detected s':>12}{'back s':>9}")
-    for r in timeline:
-        det = r.get("detected_after")
-        back = r.get("back_after")
-        extra = f"  first write {r['first_write_after']} s after" if "first_write_after" in r else ""
-        print(f"{r['node']:16}{r['fault']:30}{r['at']:>8}{(f'{det:.2f}' if det is not None else '-'):>12}"
-              f"{(f'{back:.1f}' if back is not None else '-'):>9}{extra}")
+    sessions = [dict(s, start=round(s["start"] + offset, 2),
+                     failed_at=None if s["failed_at"] is None else round(s["failed_at"] + offset, 2))
+                for s in loaded["sessions"]]
+    kinds = classify(sessions, timeline)
+    restarted = [r for r in timeline if r["restarted"]]
     counts = {
-        "sessions_broken": len(broken),
-        "rate_limited": len(rate_limited),
-        "new_sessions_failed_after_detection": len(after_detection),
+        "sessions": len(sessions),
+        "sessions_broken": len(kinds["broken"]),
+        "sessions_broken_by_node": {n: sum(1 for s in kinds["broken"] if s["node"] == n) for n in cells},
+        "kernel_starts_in_flight": len(kinds["in_flight"]),
+        "new_sessions_failed_after_detection": len(kinds["new_failed"]),
+        "sessions_broken_elsewhere": len(kinds["broken_elsewhere"]),
+        "rate_limited": len(kinds["rate_limited"]),
         "permalinks_acked": len(writer.acked),
         "permalinks_lost": len(lost),
         "permalink_write_failures": len(writer.failures),
-        "nodes_back": sum(1 for r in timeline if r.get("back_after") is not None),
+        "nodes_restarted": len(restarted),
+        "nodes_back": sum(1 for r in restarted if r["back_at"] is not None),
+        "nodes_resumed": sum(1 for r in timeline if not r["restarted"] and r["back_at"] is not None),
         "faults": len(timeline),
     }
-    for k, v in counts.items():
-        print(f"{k}: {v}")
-    for s in after_detection:
-        print(f"  new session failed at {s['start']:.2f} s: {s['error']}")
+    print(load_out)
+    print_report(timeline, counts, kinds)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"timeline": timeline, "counts": counts}, f, indent=1)
-    return 0 if counts["permalinks_lost"] == 0 and counts["new_sessions_failed_after_detection"] == 0 else 1
+            json.dump({"timeline": timeline, "counts": counts,
+                       "failed_sessions": {k: v for k, v in kinds.items()},
+                       "permalink_write_failures": writer.failures}, f, indent=1)
+    ok = counts["permalinks_lost"] == 0 and counts["new_sessions_failed_after_detection"] == 0 \
+        and counts["sessions_broken_elsewhere"] == 0 and counts["nodes_back"] == counts["nodes_restarted"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -179,15 +179,17 @@ class KernelSocket:
         self.waiters = []
 
     def wait_for(self, pred, reactor, timeout: float):
-        from twisted.internet.defer import Deferred
+        from twisted.internet.defer import Deferred, fail
 
-        if self.closed:
-            raise ConnectionError(self.closed)
+        if self.closed:             # a failed Deferred, like a close while waiting: callers await it
+            return fail(ConnectionError(self.closed))
         d = Deferred()
         self.waiters.append((pred, d))
         return d.addTimeout(timeout, reactor)
 
     def send(self, msg: dict) -> None:
+        if self.closed:
+            raise ConnectionError(self.closed)
         self.proto.sendMessage(json.dumps(msg).encode("utf-8"), isBinary=False)
 
 
@@ -231,8 +233,8 @@ async def compute(run: Run, ks: KernelSocket, session: str, phase: str) -> bool:
     started = run.now()
     result = ks.wait_for(lambda m: m.get("msg_type", m.get("header", {}).get("msg_type")) == "execute_result"
                          and m.get("parent_header", {}).get("msg_id") == mid, run.reactor, run.args.timeout)
-    ks.send(msg)
     try:
+        ks.send(msg)
         got = await result
     except Exception as e:  # noqa: BLE001 - every failure is counted, with what it was told
         run.record(phase, started, False, reason(e, run.args.timeout), ks.session)
@@ -259,7 +261,12 @@ async def interact_ours(run: Run, ks: KernelSocket, session: str) -> bool:
         while value == last:
             value = random.randint(1, 99999)
         last = value
-        if not await move(run, ks, session, slider_id, output_id, value):
+        try:
+            moved = await move(run, ks, session, slider_id, output_id, value)
+        except Exception as e:  # noqa: BLE001 - e.g. the websocket closed before the move was sent
+            run.record(PHASE, run.now(), False, reason(e, run.args.timeout), ks.session)
+            return False
+        if not moved:
             # move() recorded its failed sample just now (same turn of the reactor)
             run.session_failed(ks.session, PHASE, ks.closed or run.samples[-1].error)
             return False
@@ -283,8 +290,8 @@ async def interact_ipywidgets(run: Run, ks: KernelSocket, session: str) -> bool:
     comm = ks.wait_for(slider_open, run.reactor, run.args.timeout)
     idle = ks.wait_for(lambda m: m.get("header", {}).get("msg_type") == "execute_reply"
                        and m.get("parent_header", {}).get("msg_id") == mid, run.reactor, run.args.timeout)
-    ks.send(msg)
     try:
+        ks.send(msg)
         comm_id = (await comm)["content"]["comm_id"]
         await idle
     except Exception as e:  # noqa: BLE001
@@ -304,8 +311,8 @@ async def interact_ipywidgets(run: Run, ks: KernelSocket, session: str) -> bool:
         shown = ks.wait_for(shows, run.reactor, run.args.timeout)
         update = jupyter_message("comm_msg", {"comm_id": comm_id, "data": {
             "method": "update", "state": {"value": value}, "buffer_paths": []}}, session)
-        ks.send(update)
         try:
+            ks.send(update)
             await shown
             run.record("interact update", started, True)
         except Exception as e:  # noqa: BLE001
@@ -392,7 +399,10 @@ async def user_loop(run: Run, http, tls_options, delay: float) -> None:
 
     await deferLater(run.reactor, delay, lambda: None)
     while run.reactor.seconds() < run.deadline:
-        await one_session(run, http, tls_options)
+        try:
+            await one_session(run, http, tls_options)
+        except Exception as e:  # noqa: BLE001 - one session's surprise must not end the user (nor the run)
+            run.record("session", run.now(), False, f"unexpected: {reason(e, run.args.timeout)}")
         if run.args.think:
             await deferLater(run.reactor, run.args.think, lambda: None)
 
