@@ -214,6 +214,9 @@
         self.pendingWidgets = null;
         queued.forEach(function (m) { self.receive(m); });   // output may belong to an Output widget
         (self.widgetWaiters || []).forEach(function (f) { f(); });
+      }, function () {                                        // no widgets: the rest goes on
+        self.pendingWidgets = null;
+        queued.forEach(function (m) { if (!/^comm_/.test((m.header || {}).msg_type)) self.receive(m); });
       });
       return;
     }

@@ -32,7 +32,15 @@ def f(x=slider(0, 10)):
 </script></div>
 <div id="b"><script type="text/x-sage">f.x = 5
 print("moved")</script></div>
+<div id="ipw"><script type="text/x-sage">import ipywidgets as widgets
+out = widgets.Output()
+s = widgets.IntSlider(value=3)
+display(widgets.VBox([s, out, widgets.interactive_output(lambda v: print("square", v * v), dict(v=s))]))
+with out:
+    print("inside the widget")
+print("in the cell")</script></div>
 <script>
+  sagecell.makeSagecell({{inputLocation: "#ipw"}});
   window.plain = sagecell.makeSagecell({{inputLocation: "#plain"}});
   sagecell.makeSagecell({{inputLocation: "#a", linked: true}});
   sagecell.makeSagecell({{inputLocation: "#b", linked: true}});
@@ -93,6 +101,36 @@ def test_linked_cell_moves_the_slider(page):
     readout = page.locator("#a .interact-control-x .widget-readout")
     page.wait_for_function("el => el.innerText.trim() === '5'", arg=readout.element_handle())
     assert "x is" not in page.locator("#b .sagecell-output").inner_text()
+
+
+def test_plain_ipywidgets_output_in_the_first_widget_cell(page):
+    """The cell loads the widget bundle on its first comm_open; the output
+    that ``with out:`` and ``interactive_output`` produce right after must
+    still reach the widgets, not the cell."""
+    evaluate(page, "#ipw")
+    outs = page.locator("#ipw .widget-output")
+    wait_text(outs.nth(0), "inside the widget")
+    wait_text(outs.nth(1), "square 9")
+    wait_text(page.locator("#ipw .sagecell-output"), "in the cell")
+    text = page.locator("#ipw .sagecell-output").inner_text()
+    assert text.count("inside the widget") == 1 and text.count("square 9") == 1, text
+    page.locator("#ipw .widget-slider .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("el => el.innerText.trim() === 'square 16'", arg=outs.nth(1).element_handle())
+
+
+def test_a_widget_cell_without_the_bundle_still_shows_its_text(browser, embed):
+    """If the widget bundle cannot load, the messages held while it loaded
+    still reach the cell."""
+    ctx = browser.new_context(viewport={"width": 1000, "height": 900})
+    try:
+        pg = ctx.new_page()
+        pg.route("**/static/build/widgets.js", lambda route: route.abort())
+        pg.goto(embed)
+        evaluate(pg, "#ipw")
+        wait_text(pg.locator("#ipw .sagecell-output"), "in the cell")
+    finally:
+        ctx.close()
 
 
 def test_an_interact_whose_kernel_dies_says_disconnected_and_disables_its_controls(page, cellserver):
