@@ -332,3 +332,108 @@ def test_terms_of_service_accept_then_decline_in_a_fresh_context(tos_server, bro
     assert not [(u, s) for m, u, s in got if m == "POST" and u.endswith("/kernel") and s == 200]
     shot(page, "tos-declined")
     ctx.close()
+
+
+# ---- accessibility: 200% zoom, keyboard only, the clipboard ---------------------------
+
+# For each selector: how far its content overflows it horizontally, and how far it
+# sticks out of the viewport on the right (both 0 when it fits).
+OVERFLOW = """sels => sels.map(sel => [...document.querySelectorAll(sel)].map(e => {
+  const r = e.getBoundingClientRect();
+  return [sel, Math.max(0, e.scrollWidth - e.clientWidth),
+          Math.max(0, Math.round(r.right - document.documentElement.clientWidth))];
+})).flat()"""
+
+
+def fits(page, sels):
+    got = page.evaluate(OVERFLOW, sels)
+    assert {s for s, _, _ in got} == set(sels), got                  # every part is there
+    assert all(over <= 1 and out <= 1 for _, over, out in got), got
+    doc = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert doc[0] <= doc[1], doc                                     # no sideways scrolling of the page
+
+
+def zoomed(browser):
+    """200% zoom: half the CSS pixels of a 1000 px window, each drawn twice as large."""
+    return browser.new_context(viewport={"width": 500, "height": 700}, device_scale_factor=2,
+                               ignore_https_errors=True)
+
+
+def test_output_toolbar_share_links_and_terms_fit_at_200_percent_zoom(stack, tos_server, browser):
+    ctx = zoomed(browser)
+    try:
+        page = ctx.new_page()
+        code = ("print('a_long_identifier_without_spaces_' * 12)\nprint(list(range(80)))\n"
+                "def deeply_nested_function_name(argument_one, argument_two):\n    return argument_one / argument_two\n"
+                "deeply_nested_function_name(1, 0)")
+        page.goto(stack["edge"] + "?c=" + urllib.request.quote(code))
+        page.locator("#cell .sagecell-evaluate").click()
+        wait_state(page, "error")
+        page.get_by_role("button", name="Share").click()
+        page.locator("#cell .sagecell-links a.sagecell-link").first.wait_for(timeout=15_000)
+        fits(page, [".sagecell", ".sagecell-toolbar", ".sagecell-output", ".sagecell-output pre",
+                    ".sagecell-error", ".sagecell-links", ".sagecell-linkrow"])
+        # each link row keeps its Copy button in view (the link itself is cut short)
+        for row in page.locator(".sagecell-linkrow").all():
+            copy, links = row.locator(".sagecell-copy").bounding_box(), page.locator(".sagecell-links").bounding_box()
+            assert copy["x"] + copy["width"] <= links["x"] + links["width"] + 1
+        shot(page, "zoom-200-output-share")
+
+        page.goto(tos_server + "?c=print(1)")
+        page.locator("#cell .sagecell-evaluate").click()
+        page.get_by_role("dialog", name="Terms of service").wait_for(timeout=15_000)
+        fits(page, [".sagecell", ".sagecell-terms", ".sagecell-terms-text", ".sagecell-terms-buttons",
+                    ".sagecell-terms iframe"])
+        assert page.get_by_role("button", name="Accept").is_visible()
+        assert page.get_by_role("button", name="Decline").is_visible()
+        shot(page, "zoom-200-terms")
+    finally:
+        ctx.close()
+
+
+def tab_to(page, selector, limit=12):
+    """Press Tab until the focus is on ``selector`` (bounded), as a keyboard user would."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}: focus is on "
+                         f"{page.evaluate('document.activeElement.outerHTML.slice(0, 120)')}")
+
+
+def test_keyboard_only_evaluate_stop_share_and_copy(stack, browser):
+    ctx = browser.new_context(viewport={"width": 1000, "height": 800}, ignore_https_errors=True,
+                              permissions=["clipboard-read", "clipboard-write"])
+    try:
+        page = ctx.new_page()
+        page.goto(stack["edge"] + "?c=" + urllib.request.quote("import time\nwhile True: time.sleep(0.05)"))
+        page.wait_for_selector("#cell .cm-editor")
+        tab_to(page, "#cell .cm-content")                       # into the editor
+        page.keyboard.press("Control+End")
+        page.keyboard.press("Tab")                              # Tab in the editor: its own (indent)
+        assert page.evaluate("document.activeElement.matches('#cell .cm-content')")
+        page.keyboard.press("Escape")                           # Escape, then Tab leaves it
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.matches('#cell .sagecell-evaluate')")
+        page.keyboard.press("Enter")                            # Enter on Evaluate
+        wait_state(page, "running")
+        tab_to(page, "#cell .sagecell-stop")
+        page.keyboard.press(" ")                                # Space on Stop
+        wait_state(page, "interrupted")
+        tab_to(page, "#cell .sagecell-share")
+        page.keyboard.press("Enter")                            # Enter on Share
+        links = page.locator("#cell .sagecell-links a.sagecell-link")
+        links.first.wait_for(timeout=15_000)
+        short, long = links.nth(0).get_attribute("href"), links.nth(1).get_attribute("href")
+        tab_to(page, "#cell .sagecell-copy")                    # the short link's Copy
+        page.keyboard.press(" ")
+        copy = page.get_by_role("button", name="Copy the short link")
+        page.wait_for_function("b => b.textContent === 'Copied'", arg=copy.element_handle(), timeout=5_000)
+        assert page.evaluate("navigator.clipboard.readText()") == short
+        # and with the mouse: the long link's Copy
+        page.get_by_role("button", name="Copy the long link").click()
+        page.wait_for_function("() => navigator.clipboard.readText().then(t => t.includes('?z='))", timeout=5_000)
+        assert page.evaluate("navigator.clipboard.readText()") == long
+        assert page.get_by_role("button", name="Copy the long link").inner_text() == "Copied"
+    finally:
+        ctx.close()
