@@ -921,6 +921,8 @@
   window.sagecell.deleteSagecell = function (info) {
     (info && info.array ? info.array : [info]).forEach(function (c) { if (c && c.root) deleteSagecell(c); });
   };
+  // older SageMathCell pages: sagecell.init(callback), the callback once the page is parsed
+  window.sagecell.init = function (callback) { domReady(function () { if (typeof callback === "function") callback(); }); };
   window.sagecell.templates = TEMPLATES;
   window.sagecell.allLanguages = LANGUAGES;
   window.sagecell.cells = cells;

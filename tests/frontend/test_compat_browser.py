@@ -69,6 +69,8 @@ RETURNS = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>R
   window.many = sagecell.makeSagecell({{inputLocation: 'div.many'}});
   window.none = sagecell.makeSagecell({{inputLocation: '#nothing-here'}});
   window.early = {{one: Object.keys(window.one).length, many: Object.keys(window.many).length}};
+  // older SageMathCell pages wait with sagecell.init(callback)
+  sagecell.init(function () {{ window.initSaw = document.querySelectorAll('div.many').length; }});
 </script></head><body>
 <div id="one">print('one')</div><div class="many">print('a')</div><div class="many">print('b')</div>
 <form id="f"><textarea name="code" id="ta">print('from the form')</textarea></form>
@@ -155,6 +157,7 @@ def test_make_sagecell_returns_what_sagemathcell_returns(server, page, errors):
     page.wait_for_selector("#f .sagecell-evaluate")
     # called in <head>: the objects are filled in once the document is parsed
     assert page.evaluate("early") == {"one": 0, "many": 0}
+    assert page.evaluate("initSaw") == 2                                # init's callback: the page parsed
     assert page.evaluate("typeof one.evaluate") == "function"             # one match: the cell
     assert page.evaluate("many.array.length") == 2                        # several: {array: [...]}
     assert page.evaluate("Object.keys(none)") == []                       # none: nothing, no error
