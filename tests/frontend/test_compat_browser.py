@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.frontend.test_cell_browser import shot, wait_state
+from tests.frontend.test_editor_browser import errors  # noqa: F401 (fixture: no uncaught page errors)
 from tests.support.browser import browser, page  # noqa: F401 (fixtures)
 from tests.support.embedding import cell_server_and_site
 
@@ -108,14 +109,6 @@ def server(module_children, tmp_path_factory):
                       "root.html": LINKED_ROOT.format(server=base), "late.html": LATE_LINK.format(server=base),
                       "static/embedded_sagecell.js": js, "lib/embedded_sagecell.js": js},
         ["--ready-kernels", "3", "--max-kernels", "12", "--kernels-per-session", "6"])
-
-
-@pytest.fixture
-def errors(page):
-    seen: list[str] = []
-    page.on("pageerror", lambda e: seen.append(str(e)))
-    yield seen
-    assert not seen, seen
 
 
 def test_the_sagemathcell_documentation_example_works_as_written(server, page, errors):

@@ -26,6 +26,13 @@ WATCH = """() => {
 }"""
 
 
+def open_watched(page, server):
+    """The course page, its first cell ready, its output area watched (WATCH)."""
+    page.goto(server["embed"])
+    page.wait_for_selector("#one .sagecell-evaluate")
+    page.evaluate(WATCH)
+
+
 def run(page, code):
     page.evaluate("c => { cells.one.setCode(c); cells.one.evaluate(); }", code)
 
@@ -67,9 +74,7 @@ def test_a_second_evaluate_while_busy_is_queued_then_runs_alone(server, page):
     """The design (cellserver/scheduler.py): a new evaluation interrupts the running one
     and waits ("queued") until the kernel is free.  The first here takes its time to
     stop, so the wait is long enough to see; its clock must not tick over "queued"."""
-    page.goto(server["embed"])
-    page.wait_for_selector("#one .sagecell-evaluate")
-    page.evaluate(WATCH)
+    open_watched(page, server)
     run(page, "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n"
               "    time.sleep(1.5)\n    print('first cleaned up')")
     wait_state(page, "#one", "running")
@@ -112,9 +117,7 @@ def test_output_of_an_abandoned_request_is_never_shown(server, page):
 
 
 def test_clear_output_wait_replaces_without_a_blank_moment(server, page):
-    page.goto(server["embed"])
-    page.wait_for_selector("#one .sagecell-evaluate")
-    page.evaluate(WATCH)
+    open_watched(page, server)
     run(page, "from IPython.display import clear_output\nimport time\nfor i in range(4):\n"
               "    clear_output(wait=True)\n    print('step', i, flush=True)\n    time.sleep(0.3)")
     wait_state(page, "#one", "finished")
