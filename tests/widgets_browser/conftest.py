@@ -113,3 +113,10 @@ def grid_of(boxes) -> tuple[int, int]:
     xs = [sorted(r) for _, r in sorted(rows.items())]
     assert all(r == xs[0] for r in xs), f"the rows' columns are not aligned: {xs}"
     return len(xs), len(xs[0])
+
+
+def nudge(handle, presses: int = 1, key: str = "ArrowRight") -> None:
+    """Move a slider as a keyboard user does: focus its handle, press ``key``."""
+    handle.focus()
+    for _ in range(presses):
+        handle.page.keyboard.press(key)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.ports import free_port
 from tests.support.procs import http_ok, wait_until
-from tests.widgets_browser.conftest import wait_text
+from tests.widgets_browser.conftest import nudge, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -82,8 +82,7 @@ def test_interact_in_an_embedded_cell_keeps_its_kernel(page):
     out = page.locator("#plain .interact-output")
     wait_text(out, "n 1 red")
     time.sleep(1.5)   # a plain cell's kernel would end after its first execution: not with widgets
-    page.locator("#plain .interact-control-n .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator("#plain .interact-control-n .noUi-handle"))
     wait_text(out, "n 2 red")
     page.locator("#plain .interact-control-color button", has_text="blue").click()
     wait_text(out, "n 2 blue")
@@ -114,8 +113,7 @@ def test_plain_ipywidgets_output_in_the_first_widget_cell(page):
     wait_text(page.locator("#ipw .sagecell-output"), "in the cell")
     text = page.locator("#ipw .sagecell-output").inner_text()
     assert text.count("inside the widget") == 1 and text.count("square 9") == 1, text
-    page.locator("#ipw .widget-slider .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator("#ipw .widget-slider .noUi-handle"))
     page.wait_for_function("el => el.innerText.trim() === 'square 16'", arg=outs.nth(1).element_handle())
 
 

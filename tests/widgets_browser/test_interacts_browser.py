@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.widgets_browser.conftest import grid_of, run, wait_text
+from tests.widgets_browser.conftest import grid_of, nudge, run, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -45,11 +45,9 @@ def test_each_control_renders_and_reruns(harness):
     cr_readout = page.locator(".interact-control-cr .widget-readout")
     assert cr_readout.is_visible() and cr_readout.inner_text().strip() == "0.000 – 1.000"
 
-    page.locator(".interact-control-x .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-x .noUi-handle"))
     wait_text(o, "x=1 ")
-    page.locator(".interact-control-r .noUi-handle").last.focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-r .noUi-handle").last)
     wait_text(o, "r=(2, 6)")
     box = page.locator(".interact-control-t input")
     box.fill("hello there")
@@ -75,11 +73,9 @@ def test_each_control_renders_and_reruns(harness):
     page.locator(".interact-control-bb button", has_text="-1").click()
     wait_text(o, "b=idle bb=-1")
     # Continuous sliders move by their step (2.5 / 499, 1 / 499).
-    page.locator(".interact-control-cs .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-cs .noUi-handle"))
     wait_text(o, "cs=0.005 ")
-    page.locator(".interact-control-cr .noUi-handle").first.focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-cr .noUi-handle").first)
     wait_text(o, "cr=(0.002, 1.000)")
     page.screenshot(path=str(_artifact("interact-all-controls.png")), full_page=True)
 
@@ -102,9 +98,7 @@ def test_auto_update_false_waits_for_update(harness):
     run(page, "@interact\ndef f(n=slider(0, 10), auto_update=False):\n    print('n =', n)\n")
     o = out(page)
     wait_text(o, "n = 0")
-    page.locator(".interact-control-n .noUi-handle").focus()
-    for _ in range(3):
-        page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-n .noUi-handle"), 3)
     time.sleep(0.5)
     assert o.inner_text().strip() == "n = 0"
     page.locator(".interact-control-auto_update button", has_text="Update").click()
@@ -173,11 +167,9 @@ def f(a=slider(1, 3), b=checkbox(True), c="cc", d=selector(["u", "v"])):
     }""")
     assert "interact-output" in order[1] and "interact-control-d" in order[2]
     inner_slider = outer.locator(".interact-output .interact-control-k .noUi-handle")
-    inner_slider.focus()
-    page.keyboard.press("ArrowRight")
+    nudge(inner_slider)
     wait_text(outer.locator(".interact-output .interact-output"), "inner 1")
-    page.locator(".interact-control-a .noUi-handle").first.focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-a .noUi-handle").first)
     wait_text(outer, "outer 2 True cc u")
     assert page.locator(".interact-control-k").count() == 1  # the old inner interact was replaced
     page.screenshot(path=str(_artifact("interact-nested-layout.png")), full_page=True)
@@ -188,8 +180,7 @@ def test_html_inside_an_interact(harness):
     run(page, "@interact\ndef f(n=slider(1, 3)):\n    html(f\"<b class='big'>n is {n}</b>\")\n")
     o = out(page)
     wait_text(o.locator("b.big"), "n is 1")
-    page.locator(".interact-control-n .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-n .noUi-handle"))
     page.wait_for_function("el => el.querySelectorAll('b.big').length === 1 && el.innerText.trim() === 'n is 2'",
                            arg=o.element_handle())
 
@@ -209,8 +200,7 @@ def test_dict_layout_places_controls_around_the_output(harness):
         assert side["y"] >= a["y"] + a["height"] - 1
     assert c["x"] + c["width"] <= mid["x"] + 1 and mid["x"] + mid["width"] <= d["x"] + 1  # c | output | d
     assert e["y"] >= max(c["y"] + c["height"], mid["y"] + mid["height"], d["y"] + d["height"]) - 1
-    page.locator(".interact-control-e .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-e .noUi-handle"))
     wait_text(o, "sum 16")
     page.screenshot(path=str(_artifact("interact-dict-layout.png")), full_page=True)
 
@@ -231,8 +221,7 @@ def test_crashed_kernel_shows_disconnected_and_disables_controls(harness, crash)
                            " && document.querySelector('.interact-control-x .slider').hasAttribute('disabled')",
                            timeout=10000)
     sent = page.evaluate("() => window.mgr.sent")
-    page.locator(".interact-control-x .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-x .noUi-handle"))
     time.sleep(0.3)
     assert page.evaluate("() => window.mgr.sent") == sent, "a dead kernel's control still sent messages"
     assert o.inner_text().strip() == "x 0 False"
@@ -244,9 +233,7 @@ def test_survives_fifty_quick_moves(harness):
               "    time.sleep(0.005)\n    print('value', x)\n")
     o = out(page)
     wait_text(o, "value 0")
-    page.locator(".interact-control-x .noUi-handle").focus()
-    for _ in range(50):
-        page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-x .noUi-handle"), 50)
     page.wait_for_function("el => el.innerText.trim() === 'value 50'", arg=o.element_handle(), timeout=20000)
     time.sleep(0.3)
     assert o.inner_text().strip() == "value 50"
@@ -257,8 +244,7 @@ def test_errors_shown_and_cleared(harness):
     run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 3)):\n    print('inv', 1 / x)\n")
     o = out(page)
     wait_text(o, "ZeroDivisionError")
-    page.locator(".interact-control-x .noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
+    nudge(page.locator(".interact-control-x .noUi-handle"))
     wait_text(o, "inv 1.0")
     assert "ZeroDivisionError" not in o.inner_text()
 
@@ -294,9 +280,8 @@ def test_slider_redraws_plot_without_flicker(harness):
     first = o.locator("img").get_attribute("src")
     height = o.bounding_box()["height"]
     o.evaluate(WATCH_OUTPUT)
-    page.locator(".interact-control-a .noUi-handle").focus()
     for a in range(2, 10):
-        page.keyboard.press("ArrowRight")
+        nudge(page.locator(".interact-control-a .noUi-handle"))
         wait_text(o, f"a = {a}\n")
         page.wait_for_function("el => { const i = el.querySelector('img'); return i && i.complete; }",
                                arg=o.element_handle(), timeout=15000)

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.widgets_browser.conftest import grid_of, run, wait_text
+from tests.widgets_browser.conftest import grid_of, nudge, run, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-
-def _nudge(page, slider, presses: int = 1) -> None:
-    slider.locator(".noUi-handle").first.focus()
-    for _ in range(presses):
-        page.keyboard.press("ArrowRight")
 
 
 def test_ipywidgets_interact_output_follows_the_slider(harness):
@@ -29,7 +23,7 @@ def test_ipywidgets_interact_output_follows_the_slider(harness):
                      "w = ipywidgets.interact(lambda k: print('k is', k), k=(0, 10))\n")
     out = area.locator(".widget-output")
     wait_text(out, "k is 5")
-    _nudge(page, area.locator(".widget-slider"))
+    nudge(area.locator(".widget-slider .noUi-handle").first)
     page.wait_for_function("el => el.innerText.includes('k is 6') && !el.innerText.includes('k is 5')",
                            arg=out.element_handle(), timeout=15000)
     assert area.locator("pre.stream").count() == 0, "the interact's output landed in the cell"
@@ -46,7 +40,7 @@ display(widgets.VBox([s, widgets.interactive_output(show, {'n': s})]))
 """)
     out = area.locator(".widget-vbox .widget-output")
     wait_text(out, "square 4")
-    _nudge(page, area.locator(".widget-slider"), 2)
+    nudge(area.locator(".widget-slider .noUi-handle").first, 2)
     page.wait_for_function("el => el.innerText.trim() === 'square 16'", arg=out.element_handle(),
                            timeout=15000)
     # Moved from a later evaluation: the kernel changes the value, the output follows.
