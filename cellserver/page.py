@@ -6,8 +6,9 @@ has it) and ``autoeval`` (default true for ``q`` and ``z``: a shared link
 shows its output at once; ``autoeval=false`` does not).  A ``z`` that does not
 decode is a 400 page saying so; a ``q`` the permalink service does not know
 is a 404 page (looked up server-side when ``permalink_url`` is set; else the
-page looks it up itself).  MathJax (static/build/mathjax/, from npm by the
-install command) typesets ``text/latex`` output.  A ``lang`` this server does not run (``LANGUAGES``)
+page looks it up itself).  ``text/latex`` output is typeset by MathJax
+(static/build/mathjax/, from npm by the install command), which the library
+loads when the first one arrives.  A ``lang`` this server does not run (``LANGUAGES``)
 falls back to Python, with a note on the page saying so.  The page is the embedding library
 (``embedded_sagecell.js``) used on our own origin.
 """
@@ -82,8 +83,6 @@ PAGE = """<!doctype html>
  footer {{ max-width: 62rem; margin: 0 auto 2rem; padding: 0 1rem; font-size: .85rem; color: #57606a; }}
 </style>
 <script src="static/embedded_sagecell.js"></script>
-<script>window.MathJax = {{ tex: {{ inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]] }}, startup: {{ typeset: false }} }};</script>
-<script async src="static/build/mathjax/tex-svg.js"></script>
 </head><body>
 <header><h1>cellstack</h1></header>
 <main>

@@ -3,11 +3,13 @@
  *
  *     sagecell.makeSagecell({inputLocation: "#mycell", evalButtonText: "Evaluate"});
  *
- * The server is the script's own origin, or <link property="sagecell-root" href="...">.
- * Each evaluation's output goes only into the area of the request that made it
- * (routed by parent_header.msg_id); output of abandoned requests is dropped.
- * HTML and JavaScript output run in sandboxed iframes, so the page's styles and
- * the output's cannot clash.  Widgets (ipywidgets, @interact) are drawn by the
+ * The server is <link property="sagecell-root" href="..."> if the page has one,
+ * else where the script came from.  Each evaluation's output goes only into the
+ * area of the request that made it (routed by parent_header.msg_id); output of
+ * abandoned requests is dropped.  HTML and JavaScript output run in sandboxed
+ * iframes, so the page's styles and the output's cannot clash.  text/latex is
+ * typeset by the page's MathJax, else by the server's copy (static/build/mathjax),
+ * loaded when first needed.  Widgets (ipywidgets, @interact) are drawn by the
  * widget bundle (static/build/widgets.js), loaded the first time one appears.
  * The code editor (option editor: "codemirror" (default), "codemirror-readonly",
  * "textarea", "textarea-readonly") starts as a textarea; CodeMirror
@@ -327,7 +329,8 @@
       box.appendChild(el("img", { alt: "image output", class: "sagecell-image", src: "data:image/jpeg;base64," + data["image/jpeg"] }));
     } else if (data["application/javascript"] !== undefined) {
       box.appendChild(frame("<script>" + data["application/javascript"].replace(/<\/script/gi, "<\\/script") + "<\/script>", "js"));
-    } else if (data["text/latex"] !== undefined && window.MathJax) {
+    } else if (data["text/latex"] !== undefined && !mathJaxFailed) {
+      ensureMathJax();
       var math = el("div", { class: "sagecell-latex", text: data["text/latex"] });
       box.appendChild(math);
       typeset(math, data["text/latex"]);
@@ -343,12 +346,23 @@
     return box;
   };
 
-  // ---- LaTeX: typeset by the page's MathJax ------------------------------------------
+  // ---- LaTeX: typeset by the page's MathJax, else the server's ------------------------
   // $...$ and $$...$$ as \(...\) and \[...\]: MathJax 3 looks for no $ unless the page
   // configured it; these delimiters it finds under any configuration (MathJax 2's too).
   function texDelimiters(tex) {
     return String(tex).replace(/\\\$|\$\$([\s\S]+?)\$\$|\$((?:\\.|[^$\\])+?)\$/g, function (m, display, inline) {
       return display !== undefined ? "\\[" + display + "\\]" : inline !== undefined ? "\\(" + inline + "\\)" : m;
+    });
+  }
+  // A page without MathJax gets the server's copy (static/build/mathjax), as SageMathCell
+  // loads one itself; configured to typeset only what the cell hands it, never the page.
+  var mathJaxFailed = false;
+  function ensureMathJax() {
+    if (window.MathJax) return;
+    window.MathJax = { startup: { typeset: false } };
+    loadScript(ROOT + "static/build/mathjax/tex-svg.js").catch(function (err) {
+      mathJaxFailed = true;
+      if (window.console) console.warn("cellstack: " + err.message + "; LaTeX stays source text");
     });
   }
   // Promise<MathJax | null>: the page's MathJax once it is ready.  A page may set
@@ -361,7 +375,7 @@
         if (M && typeof M.typesetPromise === "function") {
           (M.startup && M.startup.promise || Promise.resolve()).then(function () { resolve(M); }, function () { resolve(M); });
         } else if (M && M.Hub && M.Hub.Queue) resolve(M);                 // MathJax 2
-        else if (!M || waited >= ms) resolve(null);
+        else if (!M || mathJaxFailed || waited >= ms) resolve(null);
         else { waited += 100; setTimeout(look, 100); }
       })();
     });

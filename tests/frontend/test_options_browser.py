@@ -288,14 +288,38 @@ def test_update_display_data_replaces_in_place(server, page):
 
 
 def test_latex_without_mathjax_is_readable_text(server, page):
+    """The page has no MathJax and the server's copy cannot be had: the source."""
+    page.route("**/static/build/mathjax/**", lambda route: route.abort())
     page.goto(server["embed"] + "outputs.html")
     page.wait_for_selector("#out .sagecell-evaluate")
     assert page.evaluate("typeof window.MathJax") == "undefined"
     run(page, "out", "from IPython.display import Latex, display\ndisplay(Latex(r'$x^2 + \\frac{1}{2}$'))")
     wait_state(page, "#out", "finished")
+    page.wait_for_function("() => !document.querySelector('#out .sagecell-output').innerText.includes('\\\\(')")
     text = out(page, "#out").inner_text().strip()
     assert "object>" not in text
-    assert "x^2 + \\frac{1}{2}" in text
+    assert text == "$x^2 + \\frac{1}{2}$"
+    # later LaTeX output goes straight to the fallback: no second try, no wait
+    run(page, "out", "class V:\n    def _repr_latex_(self): return r'$v^2$'\n"
+                     "    def __repr__(self): return 'v**2'\nV()")
+    wait_state(page, "#out", "finished")
+    assert out(page, "#out").inner_text().strip() == "v**2"             # its plain text, as before
+
+
+def test_latex_on_a_page_without_mathjax_uses_the_servers_copy(server, page):
+    served: list[str] = []
+    page.on("response", lambda r: served.append(r.url) if "mathjax" in r.url and r.ok else None)
+    page.goto(server["embed"] + "outputs.html")
+    page.wait_for_selector("#out .sagecell-evaluate")
+    assert page.evaluate("typeof window.MathJax") == "undefined"
+    run(page, "out", "print('no maths yet')")
+    wait_state(page, "#out", "finished")
+    assert page.evaluate("typeof window.MathJax") == "undefined"       # loaded only when needed
+    run(page, "out", LATEX)
+    wait_state(page, "#out", "finished")
+    check_typeset(page, "#out")
+    assert served == [server["base"] + "static/build/mathjax/tex-svg.js"]
+    assert page.locator("h1 mjx-container").count() == 0                # the page itself is left alone
 
 
 def check_typeset(page, sel):
