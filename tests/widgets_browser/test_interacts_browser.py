@@ -32,12 +32,20 @@ def out(page):
     return page.locator(".interact-output").first
 
 
+def start(page, code: str, shows: str):
+    """Run ``code`` (which makes an interact); returns the interact's output
+    area once it shows ``shows``."""
+    run(page, code)
+    o = out(page)
+    wait_text(o, shows)
+    return o
+
+
 def test_each_control_renders_and_reruns(harness):
     page = harness
-    run(page, ALL_CONTROLS)
-    o = out(page)
-    wait_text(o, "x=0 r=(2, 5) t=hi e=2 c=False s=p d=red rad=1 col=#ff0000 b=idle bb=0"
-                 " cs=0.000 cr=(0.000, 1.000)")
+    o = start(page, ALL_CONTROLS,
+                    "x=0 r=(2, 5) t=hi e=2 c=False s=p d=red rad=1 col=#ff0000 b=idle bb=0"
+                    " cs=0.000 cr=(0.000, 1.000)")
     assert page.locator(".interact-control-h b", has_text="note").count() == 1
     # display_value=False hides the readout; the continuous range slider shows its own.
     assert not page.locator(".interact-control-cs .widget-readout").is_visible()
@@ -95,9 +103,8 @@ def test_attribute_set_from_later_evaluation_moves_slider(harness):
 
 def test_auto_update_false_waits_for_update(harness):
     page = harness
-    run(page, "@interact\ndef f(n=slider(0, 10), auto_update=False):\n    print('n =', n)\n")
-    o = out(page)
-    wait_text(o, "n = 0")
+    o = start(page, "@interact\ndef f(n=slider(0, 10), auto_update=False):\n    print('n =', n)\n",
+                    "n = 0")
     nudge(page.locator(".interact-control-n .noUi-handle"), 3)
     time.sleep(0.5)
     assert o.inner_text().strip() == "n = 0"
@@ -107,12 +114,11 @@ def test_auto_update_false_waits_for_update(harness):
 
 def test_selector_nrows_ncols_form_a_grid(harness):
     page = harness
-    run(page, "@interact\ndef f(b=selector(list(range(6)), ncols=3),"
-              " r=selector(list('abcdef'), selector_type='radio', nrows=3),"
-              " w=selector([chr(97 + i) for i in range(26)], ncols=13, width='3em')):\n"
-              "    print('b', b, 'r', r, 'w', w)\n")
-    o = out(page)
-    wait_text(o, "b 0 r a w a")
+    o = start(page, "@interact\ndef f(b=selector(list(range(6)), ncols=3),"
+                    " r=selector(list('abcdef'), selector_type='radio', nrows=3),"
+                    " w=selector([chr(97 + i) for i in range(26)], ncols=13, width='3em')):\n"
+                    "    print('b', b, 'r', r, 'w', w)\n",
+                    "b 0 r a w a")
 
     def boxes(selector):
         items = page.locator(selector)
@@ -129,10 +135,9 @@ def test_selector_nrows_ncols_form_a_grid(harness):
 
 def test_input_grid_submits(harness):
     page = harness
-    run(page, "from cellserver.interacts import *\n@interact\ndef f(m=input_grid(2, 2, default=[[1, 2], [3, 4]], label='M')):\n"
-              "    print('det', m[0][0] * m[1][1] - m[0][1] * m[1][0])\n")
-    o = out(page)
-    wait_text(o, "det -2")
+    o = start(page, "from cellserver.interacts import *\n@interact\ndef f(m=input_grid(2, 2, default=[[1, 2], [3, 4]], label='M')):\n"
+                    "    print('det', m[0][0] * m[1][1] - m[0][1] * m[1][0])\n",
+                    "det -2")
     cells = page.locator(".interact-control-m input")
     assert cells.count() == 4
     cells.nth(0).fill("5")
@@ -187,10 +192,9 @@ def test_html_inside_an_interact(harness):
 
 def test_dict_layout_places_controls_around_the_output(harness):
     page = harness
-    run(page, "@interact(layout=dict(top=[['a', 'b']], left=[['c']], right=[['d']], bottom=[['e']]))\n"
-              "def f(a=1, b=2, c=3, d=4, e=5):\n    print('sum', a + b + c + d + e)\n")
-    o = out(page)
-    wait_text(o, "sum 15")
+    o = start(page, "@interact(layout=dict(top=[['a', 'b']], left=[['c']], right=[['d']], bottom=[['e']]))\n"
+                    "def f(a=1, b=2, c=3, d=4, e=5):\n    print('sum', a + b + c + d + e)\n",
+                    "sum 15")
 
     def box(name):
         return page.locator(f".interact-control-{name}").bounding_box()
@@ -210,9 +214,8 @@ def test_dict_layout_places_controls_around_the_output(harness):
                          ids=["exit", "sigkill"])
 def test_crashed_kernel_shows_disconnected_and_disables_controls(harness, crash):
     page = harness
-    run(page, "@interact\ndef f(x=slider(0, 10), c=checkbox(False)):\n    print('x', x, c)\n")
-    o = out(page)
-    wait_text(o, "x 0 False")
+    o = start(page, "@interact\ndef f(x=slider(0, 10), c=checkbox(False)):\n    print('x', x, c)\n",
+                    "x 0 False")
     page.evaluate("c => { window.run(c); }", crash)   # never answers: the kernel is gone
     note = page.locator(".cellstack-widgets-note")
     note.wait_for(timeout=20000)
@@ -229,10 +232,9 @@ def test_crashed_kernel_shows_disconnected_and_disables_controls(harness, crash)
 
 def test_survives_fifty_quick_moves(harness):
     page = harness
-    run(page, "from cellserver.interacts import *\nimport time\n@interact\ndef f(x=slider(0, 100)):\n"
-              "    time.sleep(0.005)\n    print('value', x)\n")
-    o = out(page)
-    wait_text(o, "value 0")
+    o = start(page, "from cellserver.interacts import *\nimport time\n@interact\ndef f(x=slider(0, 100)):\n"
+                    "    time.sleep(0.005)\n    print('value', x)\n",
+                    "value 0")
     nudge(page.locator(".interact-control-x .noUi-handle"), 50)
     page.wait_for_function("el => el.innerText.trim() === 'value 50'", arg=o.element_handle(), timeout=20000)
     time.sleep(0.3)
@@ -241,9 +243,8 @@ def test_survives_fifty_quick_moves(harness):
 
 def test_errors_shown_and_cleared(harness):
     page = harness
-    run(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 3)):\n    print('inv', 1 / x)\n")
-    o = out(page)
-    wait_text(o, "ZeroDivisionError")
+    o = start(page, "from cellserver.interacts import *\n@interact\ndef f(x=slider(0, 3)):\n    print('inv', 1 / x)\n",
+                    "ZeroDivisionError")
     nudge(page.locator(".interact-control-x .noUi-handle"))
     wait_text(o, "inv 1.0")
     assert "ZeroDivisionError" not in o.inner_text()
@@ -268,13 +269,12 @@ WATCH_OUTPUT = """el => {
 
 def test_slider_redraws_plot_without_flicker(harness):
     page = harness
-    run(page, "import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
-              "import matplotlib.pyplot as plt\n@interact\ndef f(a=slider(1, 10)):\n"
-              "    fig, ax = plt.subplots(figsize=(4, 3))\n"
-              "    ax.plot([i ** (a / 3) for i in range(20)])\n    ax.set_title(f'a = {a}')\n"
-              "    print('a =', a)\n")
-    o = out(page)
-    wait_text(o, "a = 1")
+    o = start(page, "import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
+                    "import matplotlib.pyplot as plt\n@interact\ndef f(a=slider(1, 10)):\n"
+                    "    fig, ax = plt.subplots(figsize=(4, 3))\n"
+                    "    ax.plot([i ** (a / 3) for i in range(20)])\n    ax.set_title(f'a = {a}')\n"
+                    "    print('a =', a)\n",
+                    "a = 1")
     page.wait_for_function("el => { const i = el.querySelector('img'); return i && i.complete && i.naturalHeight > 0; }",
                            arg=o.element_handle(), timeout=15000)
     first = o.locator("img").get_attribute("src")
