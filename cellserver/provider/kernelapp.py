@@ -199,6 +199,7 @@ def _make_app_class():
             # them copies template pages into the child: every object a kernel
             # touches after the fork costs it a private page).
             _ = self.session
+            self.shell = shell                  # what init_extensions loads into (the child sets it again)
             self.init_extensions()
             self.warm_extensions = True
             self.warm_startup_files = self._startup_files()

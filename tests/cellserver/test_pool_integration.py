@@ -305,3 +305,25 @@ async def test_output_sent_before_the_first_listener_is_kept_for_it():
         assert next(m.channel for m in got2 if m.msg_type == "kernel_info_reply") == "control"
     finally:
         await stop_pool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_forked_kernel_is_a_whole_ipython():
+    """What the template does once for every kernel (extensions, the module
+    snapshot, no heartbeat) still gives each kernel what IPython gives: the
+    default extension's ``%store``, ``%reset --aggressive`` dropping modules
+    imported since start, and its own threads only."""
+    pool = await start_pool()
+    try:
+        k = await pool.take()
+        msgs = await execute(k, "ip = get_ipython()\n"
+                                "print('store' in ip.magics_manager.magics['line'])\n"
+                                "import colorsys, threading\n"
+                                "print(sorted(t.name for t in threading.enumerate() if 'eartbeat' in t.name))\n"
+                                "x = 1")
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["True\n[]\n"]
+        msgs = await execute(k, "%reset -f --aggressive\nimport sys\nprint('colorsys' in sys.modules, 'x' in dir())")
+        assert "".join(m.content()["text"] for m in msgs if m.msg_type == "stream").endswith("False False\n")
+        assert reply(msgs)["status"] == "ok"
+    finally:
+        await stop_pool(pool)
