@@ -1,10 +1,14 @@
 """One Redis server as permalinkd sees it: a small pool of authenticated
 txredisapi connections that reconnect on their own.
 
-Commands go straight to one connected protocol (round robin), so a caller
-can send two commands on the *same* connection back to back (a write and
-its ``WAIT``), and a server that is down fails at once with
-``Unavailable`` instead of queueing until it comes back.  Every command has
+Commands go straight to one connected protocol, so a caller can send two
+commands on the *same* connection back to back (a write and its
+``WAIT``), and a server that is down fails at once with ``Unavailable``
+instead of queueing until it comes back.  Reads share the first live
+connection and writes take turns on the others: a ``WAIT`` holds its
+connection in Redis until a replica answers (up to ``--wait-timeout``), so
+a read behind it would wait as long; and the reads of one reactor turn go
+out in one ``send``.  Every command has
 a reply timeout: a hung server aborts the connection instead of stalling
 requests.
 """
@@ -49,14 +53,19 @@ class RedisNode:
     def connected(self) -> bool:
         return any(c.connected for c in self.factory.pool)
 
-    def protocol(self):
-        """A connected protocol (round robin), or ``Unavailable``."""
+    def protocol(self, write: bool = False):
+        """A connected protocol, or ``Unavailable``: for a read the first live
+        one, for a write the others in turn (all of them share one when only
+        one is up)."""
         live = [c for c in self.factory.pool if c.connected]
         if not live:
             raise Unavailable(f"not connected to Redis at {self.address}")
-        return live[next(self._rr) % len(live)]
+        if not write or len(live) == 1:
+            return live[0]
+        return live[1 + next(self._rr) % (len(live) - 1)]
 
     async def command(self, *args, **kwargs):
+        """A read (see ``protocol``)."""
         try:
             return await self.protocol().execute_command(*args, **kwargs)
         except (txredisapi.ConnectionError, ConnectionError) as e:

@@ -165,7 +165,7 @@ class RedisStore:
             raise Unavailable("no primary known yet")
         full = self.digest(cell.code, cell.language, cell.interacts)
         keys = [KEY_PREFIX + c for c in ids.candidates(full)]
-        conn = self.primary.protocol()
+        conn = self.primary.protocol(write=True)
         # EVAL and WAIT back to back on one connection: WAIT then covers the write.
         try:
             d_eval = conn.execute_command("EVAL", CREATE_SCRIPT, len(keys), *keys, full, cell.code,
@@ -197,13 +197,9 @@ class RedisStore:
             if cached is not None:
                 self._touch(key, now)
                 return cached, "cache"
-        nodes = []
-        if self.primary is not None and self.primary.connected:
-            nodes.append(self.primary)
-        nodes += [n for n in self.replicas.values() if n.connected]
         last_error: Exception | None = None
         missing = False
-        for node in nodes:
+        for node in self._read_order():
             try:
                 values = await node.command("HMGET", key, "code", "language", "interacts")
             except (Unavailable, txredisapi.RedisError) as e:
@@ -228,6 +224,15 @@ class RedisStore:
             return None, "replicas"
         raise Unavailable(f"no Redis server could be read ({last_error or 'none connected'})")
 
+    def _read_order(self):
+        """The primary, then the replicas, those connected (lazily: a read the primary
+        answers looks at no replica)."""
+        if self.primary is not None and self.primary.connected:
+            yield self.primary
+        for node in list(self.replicas.values()):
+            if node.connected:
+                yield node
+
     def _touch(self, key: str, now: float) -> None:
         self._touches[key] = self._touches.get(key, 0) + 1
 
@@ -248,7 +253,7 @@ class RedisStore:
         for start in range(0, len(items), TOUCH_BATCH):
             chunk = items[start:start + TOUCH_BATCH]
             try:
-                d = primary.protocol().execute_command(
+                d = primary.protocol(write=True).execute_command(
                     "EVAL", TOUCH_SCRIPT, len(chunk), *[k for k, _ in chunk], repr(now), *[c for _, c in chunk])
             except Exception as e:  # noqa: BLE001 - never fails a read
                 self._log.warn("access counts not written: {error}", error=str(e))

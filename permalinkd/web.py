@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from deploy.clientip import client_ip
+from deploy.jsonlines import NullLines
 from deploy.webutil import apply_cors, json_body, json_error
 from permalinkd import requestlog, zcodec
 from permalinkd.redisnode import Unavailable
@@ -92,8 +93,11 @@ class RequestLog:
     def __init__(self, sink, clock, node: str, trusted_proxies=()):
         self.sink, self.clock, self.node = sink, clock, node
         self.trusted = tuple(trusted_proxies)
+        self.off = isinstance(sink, NullLines)     # no --request-log: build no records
 
     def write(self, request, route: str, status: int, outcome: str, pid: str | None, start: float, **extra):
+        if self.off:
+            return
         now = self.clock.seconds()
         peer = _peer_ip(request)
         if self.trusted:
@@ -127,6 +131,7 @@ class PermalinkResource(resource.Resource):
         self.max_code = max_code
         self.reqlog = reqlog
         self.metrics = metrics
+        self._children: dict[tuple[str, str], object] = {}   # labelled metrics, by (route, outcome)
 
     # --- twisted.web entry points ---------------------------------------------
 
@@ -155,24 +160,30 @@ class PermalinkResource(resource.Resource):
 
     def _run(self, request, route: str, handler):
         apply_cors(request)
+        defer.Deferred.fromCoroutine(self._serve(request, route, handler)).addErrback(
+            lambda f: self._log.failure("permalinkd: response not sent", f))
+        return server.NOT_DONE_YET
+
+    async def _serve(self, request, route: str, handler) -> None:
         start = self.clock.seconds()
         gone = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-        d = defer.Deferred.fromCoroutine(self._guarded(request, route, handler, start))
+        request.notifyFinish().addErrback(gone.append)
+        status, outcome, pid, body, extra = await self._guarded(request, route, handler, start)
+        self._observe(route, outcome, start)
+        self.reqlog.write(request, route, status, outcome, pid, start, **extra)
+        if not gone:
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+            request.write(body)
+            request.finish()
 
-        def finish(result):
-            status, outcome, pid, body, extra = result
-            self.metrics.requests.labels(route, outcome).inc()
-            self.metrics.latency.labels(route).observe(max(0.0, self.clock.seconds() - start))
-            self.reqlog.write(request, route, status, outcome, pid, start, **extra)
-            if not gone:
-                request.setHeader(b"Content-Length", b"%d" % len(body))
-                request.write(body)
-                request.finish()
-
-        d.addCallback(finish)
-        d.addErrback(lambda f: self._log.failure("permalinkd: response not sent", f))
-        return server.NOT_DONE_YET
+    def _observe(self, route: str, outcome: str, start: float) -> None:
+        """Count and time the request (the labelled children are looked up once: labels() takes a lock)."""
+        children = self._children.get((route, outcome))
+        if children is None:
+            children = self._children[(route, outcome)] = (
+                self.metrics.requests.labels(route, outcome), self.metrics.latency.labels(route))
+        children[0].inc()
+        children[1].observe(max(0.0, self.clock.seconds() - start))
 
     async def _guarded(self, request, route, handler, start):
         try:
@@ -221,9 +232,12 @@ class PermalinkResource(resource.Resource):
         primary = self.store.primary
         kind = source if source == "cache" else (
             "primary" if primary is not None and source == primary.address else "replica")
-        self.metrics.reads.labels(kind).inc()
-        payload = json.dumps([cell.code, cell.language, cell.interacts], separators=(",", ":"))
+        counter = self._children.get(("read", kind))
+        if counter is None:
+            counter = self._children[("read", kind)] = self.metrics.reads.labels(kind)
+        counter.inc()
         if callback:
+            payload = json.dumps([cell.code, cell.language, cell.interacts], separators=(",", ":"))
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/javascript; charset=utf-8")
             request.setHeader(b"X-Content-Type-Options", b"nosniff")

@@ -262,6 +262,33 @@ async def test_wait_without_replicas_is_503_with_clear_body(redis_single):
 
 
 @pytest_twisted.ensureDeferred
+async def test_reads_do_not_queue_behind_a_writes_wait(redis_single):
+    """A WAIT holds its connection in Redis until a replica confirms (here none does: the
+    whole timeout).  Reads have a connection of their own, so they answer meanwhile."""
+    app = App(redis_single, wait_timeout_ms=1500)
+    try:
+        for _ in range(500):
+            if sum(c.connected for c in app.store.primary.factory.pool) == app.store.poolsize:
+                break
+            await task.deferLater(reactor, 0.01)
+        _, body = await app.post({"code": "read me while writes wait"})
+        pid = jbody(body)["query"]
+        app.store.wait_replicas = 1
+        # As many waiting writes as there are connections, sent before the read.
+        posts = [app.stub.post(BASE + "/permalink", data=urlencode({"code": f"waits {i}"}).encode(), headers=FORM)
+                 for i in range(app.store.poolsize)]
+        started = reactor.seconds()
+        r, body = await app.get({"q": pid})
+        assert r.code == 200 and jbody(body)[0] == "read me while writes wait"
+        assert reactor.seconds() - started < 0.75, "the read waited for a WAIT"
+        for d in posts:
+            r, body = await app.call(d)
+            assert r.code == 503 and jbody(body)["error"] == "not-replicated"
+    finally:
+        await app.store.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_redis_down_is_503_not_a_crash():
     from tests.support.ports import free_port
     app = App(free_port())
