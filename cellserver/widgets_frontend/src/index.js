@@ -104,8 +104,9 @@ function decodeImages(outputs) {
     }
   }
   if (!waits.length) return null;
-  const late = new Promise((resolve) => setTimeout(resolve, DECODE_WAIT_MS));
-  return Promise.race([Promise.all(waits), late]);
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, DECODE_WAIT_MS); });
+  return Promise.race([Promise.all(waits), late]).finally(() => clearTimeout(timer));
 }
 
 // html-manager's OutputModel, plus:
