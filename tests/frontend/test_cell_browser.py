@@ -166,7 +166,13 @@ def test_no_capacity_is_shown(server, page, children, tmp_path):
         "--ready-kernels", "1", "--max-kernels", "1", "--take-wait", "0.2"])
     base = f"http://127.0.0.1:{port}/"
     wait_until(lambda: http_ok(base + "healthz"), 60, "tiny cell server", child=cs)
+    import json
     import urllib.request
+
+    def one_ready():    # the one kernel started (a loaded machine takes longer than --take-wait)
+        with urllib.request.urlopen(base + "healthz", timeout=5) as r:
+            return json.loads(r.read())["ready"] >= 1
+    wait_until(one_ready, 60, "the tiny server's one kernel", child=cs)
     urllib.request.urlopen(urllib.request.Request(base + "kernel", data=b"timeout=60", method="POST")).read()
     page.goto(base + "?c=1%2B1")
     page.locator("#cell .sagecell-evaluate").click()
