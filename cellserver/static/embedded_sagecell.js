@@ -504,11 +504,13 @@
       var src = typeof opts.codeLocation === "string" ? document.querySelector(opts.codeLocation) : opts.codeLocation;
       if (src) return src.value !== undefined ? src.value : src.textContent;
     }
+    // the page's markup around the code (a newline after <script>, the indentation
+    // before </script>) is not code: the first line break and trailing blanks go
     var s = input.querySelector('script[type="text/x-sage"], script[type="text/x-python"]');
-    if (s) return s.textContent.replace(/^\n/, "");
+    if (s) return s.textContent.replace(/^\n/, "").replace(/\s+$/, "");
     var ta = input.querySelector("textarea");
     if (ta) return ta.value;
-    return input.textContent.trim() ? input.textContent.replace(/^\n/, "") : "";
+    return input.textContent.trim() ? input.textContent.replace(/^\n/, "").replace(/\s+$/, "") : "";
   }
 
   // A permalink's interacts (JSON text or a list) as JSON text, or null when there is

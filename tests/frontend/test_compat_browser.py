@@ -129,6 +129,9 @@ def test_the_sagemathcell_documentation_example_works_as_written(server, page, e
     page.wait_for_selector("div.compute .cm-editor")
     assert "plot(sin(x)" in compute.nth(0).locator(".cm-content").inner_text()
     assert "2^n" in compute.nth(1).locator(".cm-content").inner_text()
+    assert page.evaluate("sagecell.cells.map(c => c.getCode())") == [
+        "@interact\ndef _(a=(1, 10)):\n    print factorial(a)", "plot(sin(x), (x, 0, 2*pi))",
+        "@interact\ndef f(n=(0,10)):\n    print 2^n"]                   # the markup's blank lines are not code
     # Activate runs the hidden code on our server (a Python kernel: the doc's Python 2
     # print is a SyntaxError, shown as such)
     mine.get_by_role("button", name="Activate").click()
