@@ -189,7 +189,7 @@ def test_switch_master_event_alone_moves_permalinkd_to_the_new_primary(children,
         return json.loads(http("GET", base + "/healthz")[2])["primary"]
     # The Sentinels publish +switch-master as they switch; permalinkd hears it at about the
     # moment the test's own query sees the new primary.
-    wait_until(lambda: primary_seen() == new, 2, "permalinkd follows +switch-master", child=child)
+    wait_until(lambda: primary_seen() == new, 3, "permalinkd follows +switch-master", child=child)
     followed = time.monotonic()
     assert f"Sentinel: +switch-master to {new}" in child.log(tail=1_000_000)
     # Writes resume once the new primary has a replica in sync (min-replicas-to-write, WAIT 1).
