@@ -308,6 +308,10 @@ class Edge:
         front.tried.add(name)
         front.backend_name = name
         front.route = route
+        conn = self.pool.take_idle(name)
+        if conn is not None:
+            front.forward_to(conn, self._request_headers(front))
+            return
         self.pool.acquire(name).addCallbacks(
             lambda conn: front.forward_to(conn, self._request_headers(front)),
             lambda f: self._connect_failed(front, route, name, f))

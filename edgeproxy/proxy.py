@@ -288,13 +288,21 @@ class BackendPool:
         self.connect_timeout = connect_timeout
         self._idle_since: dict[int, float] = {}
 
-    def acquire(self, name: str) -> defer.Deferred:
+    def take_idle(self, name: str) -> "BackendConn | None":
+        """The most recently used live idle connection to ``name``, or None
+        (no Deferred: the common case of a keep-alive exchange stays a plain call)."""
         idle = self.idle[name]
         while idle:
             conn = idle.pop()
             self._idle_since.pop(id(conn), None)
             if conn.connected:
-                return defer.succeed(conn)
+                return conn
+        return None
+
+    def acquire(self, name: str) -> defer.Deferred:
+        conn = self.take_idle(name)
+        if conn is not None:
+            return defer.succeed(conn)
         host, port = self.addresses[name]
         ep = _endpoint(self.reactor, host, port, self.connect_timeout)
         return ep.connect(_OneFactory(lambda: BackendConn(self, name)))
@@ -354,6 +362,7 @@ class Frontend(protocol.Protocol):
         self.peer_ip = ""
         self.client_ip = ""
         self.timer = None
+        self.timer_why: str | None = None    # what the timer means now; None: disarmed
         self.keep_alive = True
         self.exchange_bytes_sent = 0
         self.tried: set[str] = set()
@@ -388,7 +397,7 @@ class Frontend(protocol.Protocol):
 
     def connectionLost(self, reason=protocol.connectionDone):
         prev, self.state = self.state, "closed"
-        self._disarm()
+        self._cancel_timer()
         if self.counted:
             self.edge.connections.release(self.peer_ip)
             self.counted = False
@@ -399,17 +408,32 @@ class Frontend(protocol.Protocol):
                 self.edge.metrics.tunnels.dec()
             backend.abandon()
 
+    # One DelayedCall per connection, moved instead of replaced: a request
+    # arms and disarms its connection's timer twice (head, response, idle),
+    # and a callLater plus a cancel each time was ~5% of the edge's CPU per
+    # proxied request (an A/B in loadtest/RESULTS-edge.md).  Disarming only
+    # forgets what the timer means; if it fires meanwhile it does nothing.
     def _arm(self, seconds: float, why: str) -> None:
-        self._disarm()
-        self.timer = self.edge.reactor.callLater(seconds, self._timed_out, why)
+        self.timer_why = why
+        timer = self.timer
+        if timer is not None and timer.active():
+            timer.reset(seconds)
+        else:
+            self.timer = self.edge.reactor.callLater(seconds, self._timed_out)
 
     def _disarm(self) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
+        self.timer_why = None
 
-    def _timed_out(self, why: str) -> None:
+    def _cancel_timer(self) -> None:
+        timer, self.timer, self.timer_why = self.timer, None, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _timed_out(self) -> None:
         self.timer = None
+        why, self.timer_why = self.timer_why, None
+        if why is None:
+            return                                   # disarmed since it was set
         if self.state == "head" and not self.buf:
             self.transport.loseConnection()          # idle keep-alive: just close
         elif self.state in ("head", "body"):
