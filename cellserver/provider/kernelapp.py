@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import importlib
 import io
+import itertools
 import os
 import sys
 import time
@@ -165,6 +166,15 @@ class _SysWithoutModules:
         return getattr(sys, name)
 
 
+def _modules_added_since(snapshot: frozenset) -> set[str]:
+    """Names of the modules imported after ``snapshot`` was taken, read from
+    the end of ``sys.modules`` (a dict keeps insertion order): walking all of
+    it would touch every template key string in the child.  A few more than
+    the difference, in case some were removed meanwhile."""
+    count = max(0, len(sys.modules) - len(snapshot)) + 16
+    return set(itertools.islice(reversed(sys.modules), count)) - snapshot
+
+
 def _make_app_class():
     from ipykernel.kernelapp import IPKernelApp
     from IPython.core.application import BaseIPythonApplication
@@ -203,7 +213,6 @@ def _make_app_class():
             self.init_extensions()
             self.warm_extensions = True
             self.warm_startup_files = self._startup_files()
-            self.warm_module_keys = set(sys.modules)
             # Interacts (issue 7): SageMathCell's interact and controls in every
             # kernel's namespace, imported once here and shared by the forks.
             try:
@@ -212,6 +221,7 @@ def _make_app_class():
                 shell.user_ns_hidden.update(interact_names)
             except Exception:                   # no ipywidgets: kernels still start
                 pass
+            self.warm_module_keys = frozenset(sys.modules)    # last: ipywidgets and the interacts included
 
         def _startup_files(self) -> bool:
             """Whether any startup file or PYTHONSTARTUP would run (the search
@@ -243,7 +253,7 @@ def _make_app_class():
             self._run_module()
             sys.stdout.flush()
             sys.stderr.flush()
-            self.shell._sys_modules_keys = self.warm_module_keys
+            self.shell._sys_modules_keys = self.warm_module_keys | _modules_added_since(self.warm_module_keys)
 
         def init_kernel(self):
             ipkernel = sys.modules["ipykernel.ipkernel"]
