@@ -146,6 +146,7 @@ class Edge:
         self.log_requests = not isinstance(access_log, NullLines)
         self._loops: list[task.LoopingCall] = []
         self._fast_checks: dict[str, object] = {}    # name -> pending confirming check (IDelayedCall)
+        self._suspected: set[str] = set()           # servers with an out-of-turn check under way
         self._tunnel_closes: dict[str, object] = {}  # name -> pending close of its tunnels (IDelayedCall)
         self.draining = False
 
@@ -239,9 +240,14 @@ class Edge:
             front.close_tunnel_for_backend(name)
 
     def suspect(self, name: str) -> None:
-        """A connection to ``name`` ended that we did not close: check it now, not at the next tick."""
-        if name in self.health_urls:
-            self._check(name, self.health_urls[name])
+        """Something says ``name`` changed (a connection we did not close
+        ended; it refused new work): check it now, not at the next tick, with
+        one such check at a time per server however many requests saw it."""
+        if name not in self.health_urls or name in self._suspected:
+            return
+        self._suspected.add(name)
+        defer.maybeDeferred(self._check, name, self.health_urls[name]).addBoth(
+            lambda _: self._suspected.discard(name))
 
     def passive_failure(self, name: str, error: str) -> None:
         if self.health[name].connection_failed(self.reactor.seconds(), error):
@@ -377,6 +383,10 @@ class Edge:
 
     def backend_answered(self, front: Frontend) -> None:
         self.metrics.observe(front.route_kind, self.reactor.seconds() - front.started)
+        if front.status == 503 and front.route_kind == "new":
+            # Draining, or out of kernels: until the next check the edge would
+            # keep sending new work there; ask it now.
+            self.suspect(front.backend_name)
 
     def finished(self, front: Frontend) -> None:
         if not front.started:

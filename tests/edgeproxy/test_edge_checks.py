@@ -98,3 +98,28 @@ def test_the_edge_reads_accepting_from_a_passing_check(tmp_path):
     assert edge.health["c1"].up and not edge.health["c1"].accepting
     edge._record("c1", True, "", 3)
     assert edge.health["c1"].accepting
+
+
+def test_new_work_refused_with_503_checks_that_server_at_once_one_check_at_a_time(tmp_path):
+    """A drained (or full) cell server answers new work 503 until the edge's
+    next check; the first such answer makes the edge ask it right away."""
+    from types import SimpleNamespace
+
+    from twisted.internet import defer
+    reactor, edge, checks = make_edge(tmp_path)
+    pending = defer.Deferred()
+
+    def check(name, url):
+        checks.append((reactor.seconds(), name, url))
+        return pending
+    edge._check = check
+    answer = SimpleNamespace(status=503, route_kind="new", backend_name="c1", started=0.0)
+    edge.backend_answered(answer)
+    edge.backend_answered(answer)                       # the first check is still under way
+    assert checks == [(0, "c1", "http://127.0.0.1:1/healthz")]
+    pending.callback(None)
+    edge.backend_answered(SimpleNamespace(status=200, route_kind="new", backend_name="c1", started=0.0))
+    edge.backend_answered(SimpleNamespace(status=503, route_kind="owned", backend_name="c1", started=0.0))
+    assert len(checks) == 1                             # neither a success nor a kernel's own 503
+    edge.backend_answered(answer)
+    assert len(checks) == 2
