@@ -120,8 +120,14 @@ class SentinelWatcher:
 
     def refresh_now(self):
         from twisted.internet import defer
-        return defer.Deferred.fromCoroutine(self.refresh_once()).addCallback(self._retry_until_known).addErrback(
-            lambda f: self._log.failure("Sentinel refresh failed", f))
+        return defer.Deferred.fromCoroutine(self.refresh_once()).addErrback(self._refresh_failed).addCallback(
+            self._retry_until_known)
+
+    def _refresh_failed(self, failure) -> bool:
+        """A refresh that raised counts as unanswered: logged, and (until a Sentinel
+        has answered once) retried like one, not left to the next ``refresh``."""
+        self._log.failure("Sentinel refresh failed", failure)
+        return False
 
     def _retry_until_known(self, answered: bool) -> None:
         """Until a Sentinel has named the primary once, ask again every RETRY seconds.

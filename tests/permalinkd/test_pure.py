@@ -235,6 +235,46 @@ def test_watcher_asks_again_soon_until_a_sentinel_answers():
     w.stop()
 
 
+def test_watcher_asks_again_soon_after_a_refresh_that_raised():
+    """A refresh that raises (not just one no Sentinel answered) is retried every
+    RETRY seconds too, not only at the next (here hourly) refresh."""
+    from twisted.internet.task import Clock
+    from twisted.logger import globalLogPublisher
+
+    from permalinkd.sentinel import SentinelWatcher
+
+    clock = Clock()
+    w = SentinelWatcher(clock, [], "cellstack", None, on_primary=lambda h, p: None,
+                        on_replicas=lambda r: None, refresh=3600.0)
+    answers = iter([RuntimeError("boom"), RuntimeError("again"), True])
+    asked, logged = [], []
+
+    async def refresh_once():
+        asked.append(clock.seconds())
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    w.refresh_once = refresh_once
+
+    def observer(event):
+        if event.get("log_failure") is not None:
+            logged.append(event)
+    globalLogPublisher.addObserver(observer)
+    try:
+        w.start()
+        for _ in range(10):
+            clock.advance(w.RETRY)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert asked == [0.0, w.RETRY, 2 * w.RETRY]     # then the hourly refresh only
+    assert [str(e["log_failure"].value) for e in logged] == ["boom", "again"]
+    assert w._loop.running                          # the refresh loop survived the errors
+    clock.advance(3600)
+    assert len(asked) == 4
+    w.stop()
+
+
 # --- whatever arrives, validation answers with a cell or an InputError, nothing else ---
 
 # JSON-ish values too, so interacts often parses (or nearly: NaN, Infinity).
