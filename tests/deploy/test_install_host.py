@@ -68,6 +68,39 @@ def test_accounts_directories_units_then_nothing_to_do(tmp_path):
     assert "tls: mode/owner" in fixed.stdout and stat.S_IMODE(os.stat(root / "etc/cellstack/tls").st_mode) == 0o750
 
 
+def test_setgid_directories_and_secret_files_are_put_back_once(tmp_path):
+    """A setgid bit on a directory (GNU chmod with a plain numeric mode keeps it)
+    is cleared, and the files under secrets/ and tls/ get 0640 root:<group>:
+    one run fixes them, the next has nothing to do.  A symlink (say into
+    /etc/letsencrypt) is not followed."""
+    root = prefix(tmp_path)
+    assert run("--prefix", str(root)).returncode == 0
+    gid = {g: int(entry(root / "etc" / "group", g)[2]) for g in ("cellstack-edge", "cellstack-permalinkd")}
+    secrets, tls = root / "etc/cellstack/secrets", root / "etc/cellstack/tls"
+    os.chmod(secrets, 0o2750)
+    (secrets / "redis-password").write_text("pw\n")
+    os.chmod(secrets / "redis-password", 0o644)                 # world-readable: drifted
+    (tls / "privkey.pem").write_text("key\n")
+    os.chmod(tls / "privkey.pem", 0o600)                         # root:root 0600: the edge cannot read it
+    elsewhere = tmp_path / "live-privkey.pem"
+    elsewhere.write_text("linked\n")
+    os.chmod(elsewhere, 0o644)
+    os.symlink(elsewhere, tls / "chain.pem")
+
+    fixed = run("--prefix", str(root))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "secrets: mode/owner" in fixed.stdout and "secrets/redis-password: mode/owner" in fixed.stdout
+    assert "tls/privkey.pem: mode/owner" in fixed.stdout and "chain.pem" not in fixed.stdout, fixed.stdout
+    assert stat.S_IMODE(os.stat(secrets).st_mode) == 0o750
+    for f, group in ((secrets / "redis-password", "cellstack-permalinkd"), (tls / "privkey.pem", "cellstack-edge")):
+        st = os.stat(f)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 0, gid[group]), f
+    st = os.stat(elsewhere)
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_gid == 0       # the link's target untouched
+    again = run("--prefix", str(root))
+    assert again.returncode == 0 and again.stdout.strip().startswith("install-host: nothing to do"), again.stdout
+
+
 def test_dry_run_changes_nothing(tmp_path):
     root = prefix(tmp_path)
     before = (root / "etc" / "passwd").read_text()
