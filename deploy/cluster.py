@@ -7,7 +7,10 @@ every node answers its ``/healthz``; its last line is the URL to open.
 after a grace period), then checks that nothing it started is left: every
 process the cluster started carries ``CELLSTACK_CLUSTER=<state dir>`` in its
 environment, so stragglers (say, kernels orphaned by a node killed with -9)
-are found in ``/proc`` and killed by PID.
+are found in ``/proc`` and killed by PID.  Then it removes what SIGKILLed
+cell servers left in their runtime directories: only the directories ``up``
+recorded in ``var/run``, never through a symlink, never another user's,
+never one a live process still works in (``sweep_runtime_dirs``).
 
 The supervisor (``python -m deploy.cluster supervise``) is Twisted's
 ``ProcessMonitor``: it restarts any node that dies, with exponential back-off
@@ -21,6 +24,7 @@ import os
 import secrets
 import signal
 import ssl
+import stat
 import subprocess
 import sys
 import time
@@ -215,19 +219,108 @@ def cluster_processes(spec: ClusterSpec) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
-def sweep_runtime_dirs(spec: ClusterSpec) -> list[str]:
+def _runtime_record(spec: ClusterSpec) -> str:
+    return os.path.join(spec.run_dir, "runtime-dirs.json")
+
+
+def _recorded_runtime_dirs(spec: ClusterSpec) -> list[str]:
+    try:
+        with open(_runtime_record(spec)) as f:
+            dirs = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return [d for d in dirs if isinstance(d, str)] if isinstance(dirs, list) else []
+
+
+def record_runtime_dirs(spec: ClusterSpec) -> None:
+    """Note, before ``up`` starts anything, the runtime directories this
+    cluster's cell servers will use: ``down`` sweeps only those.  The default
+    ``/tmp/cs-<name>`` is shared with a cell server started by hand
+    (``twistd cellserver --node c1``) or another checkout's cluster, so a
+    directory merely existing proves nothing.  Kept with what an earlier run
+    recorded that its ``down`` never swept."""
+    dirs = list(dict.fromkeys(_recorded_runtime_dirs(spec) +
+                              [os.path.abspath(n.runtime_dir) for n in spec.nodes if n.runtime_dir]))
+    tmp = _runtime_record(spec) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(dirs, f)
+    os.replace(tmp, _runtime_record(spec))
+
+
+def users_of(path: str) -> list[int]:
+    """PIDs of live processes (but this one) whose working directory or an open
+    file is ``path`` or below it: a cell server's kernel provider runs with
+    cwd = its runtime directory, kernels below it.  Processes this user may
+    not inspect are not seen (a directory of another user is skipped anyway)."""
+    real = os.path.realpath(path)
+    inside = (lambda t: t == real or t.startswith(real.rstrip("/") + "/"))
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            targets = [os.readlink(f"/proc/{entry}/cwd")]
+            fd_dir = f"/proc/{entry}/fd"
+            for fd in os.listdir(fd_dir):
+                try:
+                    targets.append(os.readlink(os.path.join(fd_dir, fd)))
+                except OSError:
+                    continue
+        except OSError:
+            continue
+        if any(inside(t) for t in targets) and _alive(int(entry)):
+            pids.append(int(entry))
+    return pids
+
+
+def why_not_sweep(path: str) -> str | None:
+    """Why the recorded runtime directory ``path`` must be left alone, or None.
+
+    Never through a symlink (/tmp is world-writable: a link planted at the
+    path would redirect the removal), only a directory this user owns (in a
+    sticky /tmp nobody else can then swap it), and not while a live process
+    works in it (say a cell server started by hand on the same directory)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "gone"
+    except OSError as e:
+        return f"cannot stat: {e.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not {os.geteuid()}"
+    users = users_of(path)
+    if users:
+        return f"in use by pids {users}"
+    return None
+
+
+def sweep_runtime_dirs(spec: ClusterSpec) -> tuple[list[str], list[str]]:
     """Remove the runtime directories (sockets, kernels' work and IPython dirs)
     cell servers leave when they are SIGKILLed instead of stopping: a cell
-    server removes them itself on a clean stop.  Only once no process of the
-    cluster is left, so nothing still uses them.  Returns what was removed."""
+    server removes them itself on a clean stop.  Only the directories ``up``
+    recorded (``record_runtime_dirs``) and each only if ``why_not_sweep`` has
+    nothing against it; the record is then dropped, so a second ``down``
+    sweeps nothing.  Call it once no process of the cluster is left.
+    Returns (removed, skipped with why)."""
     from cellserver.pool import remove_runtime_dir
 
-    swept = []
-    for node in spec.nodes:
-        if node.runtime_dir and os.path.isdir(node.runtime_dir):
-            remove_runtime_dir(node.runtime_dir)
-            swept.append(node.runtime_dir)
-    return swept
+    swept, skipped = [], []
+    for path in _recorded_runtime_dirs(spec):
+        why = why_not_sweep(path)
+        if why is None:
+            remove_runtime_dir(path)
+            swept.append(path)
+        elif why != "gone":
+            skipped.append(f"{path} ({why})")
+    try:
+        os.unlink(_runtime_record(spec))
+    except FileNotFoundError:
+        pass
+    return swept, skipped
 
 
 def up(spec: ClusterSpec, timeout: float) -> int:
@@ -239,6 +332,13 @@ def up(spec: ClusterSpec, timeout: float) -> int:
         print(f"cluster: processes of an earlier run are still alive: {leftovers}; deploy/cluster down first")
         return 1
     prepare(spec)
+    taken = {d: users_of(d) for d in (n.runtime_dir for n in spec.nodes if n.runtime_dir) if os.path.isdir(d)}
+    taken = {d: pids for d, pids in taken.items() if pids}
+    if taken:
+        print("cluster: runtime directories in use by processes not of this cluster (set runtime-dir): "
+              + "; ".join(f"{d} (pids {pids})" for d, pids in taken.items()))
+        return 1
+    record_runtime_dirs(spec)
     log_path = os.path.join(spec.log_dir, "supervisor.log")
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
@@ -324,9 +424,11 @@ def down(spec: ClusterSpec, timeout: float) -> int:
         deadline = time.monotonic() + 5
         while any(_alive(p) for p in stragglers) and time.monotonic() < deadline:
             time.sleep(0.05)
-    swept = sweep_runtime_dirs(spec) if not cluster_processes(spec) else []
+    swept, skipped = sweep_runtime_dirs(spec) if not cluster_processes(spec) else ([], [])
     if swept:
         print(f"cluster: removed what killed cell servers left: {', '.join(swept)}")
+    if skipped:
+        print(f"cluster: runtime directories left alone: {'; '.join(skipped)}")
     for name in ("supervisor.pid", "status.json"):
         try:
             os.unlink(os.path.join(spec.run_dir, name))

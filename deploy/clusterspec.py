@@ -36,7 +36,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None   # answers 200 once the process serves
     kind: str = ""
-    runtime_dir: str | None = None  # cell servers: sockets and kernels' dirs (deploy/cluster down sweeps it)
+    runtime_dir: str | None = None  # cell servers: sockets and kernels' dirs (up records it, down sweeps it)
     restart_delay: float = 0.0      # the supervisor restarts it no sooner than this after it died
 
 

@@ -318,20 +318,3 @@ def test_down_leaves_nothing_behind(running):
     assert not (running["tmp"] / "var" / "run" / "status.json").exists()
     assert not glob.glob(str(running["tmp"] / "var" / "run" / "*")), "sockets or pid files left in var/run"
 
-
-def test_down_sweeps_what_a_killed_cell_server_left(tmp_path):
-    """A cell server SIGKILLed leaves its runtime directory: down removes it
-    (only once no process of the cluster is left)."""
-    from deploy import cluster as launcher
-    from deploy.clusterspec import load_cluster
-
-    rt = tmp_path / "rt"
-    for d in ("sock/ab", "work/k1", "ipython/profile_default"):
-        (rt / d).mkdir(parents=True)
-    (rt / "sock" / "ab" / "shell").write_text("")
-    path = tmp_path / "c.toml"
-    path.write_text(f'[cluster]\nvar = "{tmp_path}/var"\n[cellserver.nodes.k1]\nruntime-dir = "{rt}"\n'
-                    f'listen = ["tcp:1:interface=127.0.0.1"]\n')
-    spec = load_cluster(str(path), str(ROOT), "/venv/bin")
-    assert launcher.down(spec, 5) == 0
-    assert not rt.exists()
