@@ -18,7 +18,10 @@ acknowledged permalink write after the switch).  Then the counts:
 
 - sessions broken on the faulted server (expected: they held a kernel
   there), each with what it was told (close code and reason, error message)
-  and the server owning its kernel (from the kernel id);
+  and the server owning its kernel (from the kernel id); a failure counts
+  for its own server's fault until that server is back plus one operation
+  timeout, even after later faults (a stopped server's sessions fail by
+  their timeout);
 - kernel starts in flight to it before the edge knew (expected, listed);
 - new sessions failed after detection: a session that started after the
   edge saw the fault and failed before its first result (target 0);
@@ -55,6 +58,11 @@ from loadtest.sessions import check_loopback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_SECONDS = 3.0        # SIGSTOP, then SIGCONT this much later
+SESSION_TIMEOUT = 30.0    # the load tester's --timeout: an operation fails by then at the latest
+
+
+class DrillError(Exception):
+    """The drill cannot go on (no pid for a node, no Sentinel answering): said, exit 1."""
 
 
 class Cluster:
@@ -183,38 +191,39 @@ class PermalinkWriter(threading.Thread):
         return acks[0] if acks else None
 
 
+def _covers(fault: dict, s: dict) -> bool:
+    """The session was there for ``fault`` (it started before the edge knew)
+    and failed in the fault's window: from the kill until the node was back
+    plus one operation timeout (an operation sent to a stopped server fails
+    only by its timeout, maybe after later faults)."""
+    detected = fault["detected_at"] if fault["detected_at"] is not None else fault["kill_at"] + 10
+    end = float("inf") if fault["back_at"] is None else fault["back_at"] + SESSION_TIMEOUT
+    return s["start"] < detected and fault["kill_at"] <= s["failed_at"] <= end
+
+
 def classify(sessions: list[dict], timeline: list[dict]) -> dict[str, list[dict]]:
     """Sort failed sessions (times in drill seconds) by what the faults explain.
 
-    A failure belongs to the latest fault killed before it.  If that fault
-    is a cell server's and the session started before the edge detected it:
-    a session holding a kernel on that server is *broken* (expected), one
-    that got no kernel yet was *in flight* (expected).  Any other failure
-    before a first result is a *new session failed* (target 0), after it a
-    session *broken elsewhere* (target 0).  429s are counted apart."""
+    A failure belongs to the cell-server fault of the server the session
+    was on (its kernel's server) when that fault covers it (``_covers``): it
+    is *broken* (expected), even if other faults came in between.  A session
+    with no kernel yet, covered by a cell-server fault, was *in flight*
+    (expected; the latest such fault).  Any other failure before a first
+    result is a *new session failed* (target 0), after it a session *broken
+    elsewhere* (target 0).  429s are counted apart."""
     out = {"broken": [], "in_flight": [], "new_failed": [], "broken_elsewhere": [], "rate_limited": []}
-    faults = sorted(timeline, key=lambda r: r["kill_at"])
+    cell_faults = sorted((f for f in timeline if f["pool"] == "cells"), key=lambda r: r["kill_at"])
     for s in sessions:
         if not s["failed_phase"]:
             continue
         if s["error"].startswith("429"):
             out["rate_limited"].append(s)
             continue
-        fault = None
-        for f in faults:
-            if f["kill_at"] <= s["failed_at"]:
-                fault = f
-        detected = None
-        if fault is not None:
-            detected = fault["detected_at"] if fault["detected_at"] is not None else fault["kill_at"] + 10
-        if fault is not None and fault["pool"] == "cells" and s["start"] < detected:
-            if s["node"] == fault["node"]:
-                out["broken"].append(dict(s, fault=fault["node"]))
-                continue
-            if s["node"] is None:
-                out["in_flight"].append(dict(s, fault=fault["node"]))
-                continue
-        if s["failed_phase"] in ("kernel start", "first computation"):
+        covering = [f for f in cell_faults if f["node"] == s["node"] or s["node"] is None]
+        covering = [f for f in covering if _covers(f, s)]
+        if covering:
+            out["broken" if s["node"] is not None else "in_flight"].append(dict(s, fault=covering[-1]["node"]))
+        elif s["failed_phase"] in ("kernel start", "first computation"):
             out["new_failed"].append(s)
         else:
             out["broken_elsewhere"].append(s)
@@ -255,18 +264,42 @@ def main(argv=None) -> int:
     if not (1 <= args.users <= 200 and 5 <= args.step <= 120):
         ap.error("--users must be 1..200 and --step 5..120 s")
     cl = Cluster(args.config)
-    cells = [n.name for n in cl.spec.nodes if n.kind == "cellserver"]
-    perms = [n.name for n in cl.spec.nodes if n.kind == "permalinkd"]
     duration = args.step * 4 + 8
     fd, out = tempfile.mkstemp(suffix=".json", prefix="drill-sessions-")
     os.close(fd)
     load = subprocess.Popen([sys.executable, "-m", "loadtest.sessions", "--url", cl.base, "--cafile",
                              os.path.join(cl.spec.var, "certs", "ca.pem"), "--users", str(args.users),
                              "--ramp-up", "2", "--duration", str(duration), "--computations", "2",
-                             "--think", "0.2", "--pause", str(args.pause), "--json", out],
+                             "--think", "0.2", "--pause", str(args.pause), "--timeout", f"{SESSION_TIMEOUT:g}",
+                             "--json", out],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     writer = PermalinkWriter(cl)
-    writer.start()
+    try:
+        writer.start()
+        return drill(args, cl, load, writer, out, duration)
+    except DrillError as e:
+        print(f"drill: {e}")
+        return 1
+    finally:
+        # Whatever happened (a crash too), the load tester is not left running.
+        writer.stop.set()
+        if load.poll() is None:
+            load.kill()
+        load.wait()
+        if load.stdout is not None:
+            load.stdout.close()
+        try:
+            os.unlink(out)
+        except FileNotFoundError:
+            pass
+
+
+def drill(args, cl: Cluster, load: subprocess.Popen, writer: PermalinkWriter, out: str, duration: float) -> int:
+    """The four faults under the running load, then the counts and the report."""
+    cells = [n.name for n in cl.spec.nodes if n.kind == "cellserver"]
+    perms = [n.name for n in cl.spec.nodes if n.kind == "permalinkd"]
+    if not cells or not perms or cl.spec.redis is None:
+        raise DrillError(f"{cl.spec.config_path}: the drill needs cell servers, permalinkd nodes and [redis]")
     t_start = time.time()
     timeline = []
 
@@ -276,9 +309,16 @@ def main(argv=None) -> int:
     def at(i):   # fault i starts 3 s in, then every --step seconds (or at once if late)
         time.sleep(max(0.0, t_start + 3 + i * args.step - time.time()))
 
+    def pid_of(name):
+        pid = cl.pids().get(name)
+        if pid is None:
+            raise DrillError(f"no pid for {name} in {cl.spec.run_dir}/status.json: is the cluster up "
+                             f"(deploy/cluster up --config {cl.spec.config_path})?")
+        return pid
+
     def node_fault(i, name, pool, stop=False):
         at(i)
-        pid = cl.pids()[name]
+        pid = pid_of(name)
         t0 = time.time()
         os.kill(pid, signal.SIGSTOP if stop else signal.SIGKILL)
         detected = wait_for(lambda: not cl.up(pool, name), 10)
@@ -301,8 +341,10 @@ def main(argv=None) -> int:
     node_fault(2, perms[0], "permalinks")
     at(3)
     old = cl.redis_primary()
+    if old is None:
+        raise DrillError(f"no Sentinel ({cl.spec.redis.sentinels}) names a primary: nothing to kill")
     name = cl.redis_names.get(old, f"redis:{old}")
-    pid = cl.pids()[name]
+    pid = pid_of(name)
     t0 = time.time()
     os.kill(pid, signal.SIGKILL)
     switched = wait_for(lambda: cl.redis_primary() not in (None, old), 30, 0.05)
@@ -329,8 +371,6 @@ def main(argv=None) -> int:
         print(load_out)
         print("drill: the session load tester wrote no results")
         return 1
-    finally:
-        os.unlink(out)
     offset = loaded.get("t0", t_start) - t_start        # load-tester time -> drill time
     sessions = [dict(s, start=round(s["start"] + offset, 2),
                      failed_at=None if s["failed_at"] is None else round(s["failed_at"] + offset, 2))
