@@ -1,7 +1,10 @@
 // Bundles src/index.js into ../static/build/editor.js (global `cellstackEditor`),
 // and copies MathJax 3's TeX-to-SVG build (one file, its fonts inside) with the TeX
 // extensions it loads on demand into ../static/build/mathjax/: the standalone page
-// typesets text/latex output with it, no CDN needed.
+// typesets text/latex output with it, no CDN needed.  Also ui/safe, which
+// embedded_sagecell.js has it load: the LaTeX comes from the kernel (anyone's code),
+// and TeX's html package (\href, \style, \class, autoloaded) would otherwise put
+// javascript: links and arbitrary styles into the page.
 import * as esbuild from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -30,5 +33,7 @@ fs.mkdirSync(mjOut, { recursive: true });
 fs.copyFileSync(path.join(mathjax, 'es5', 'tex-svg.js'), path.join(mjOut, 'tex-svg.js'));
 fs.cpSync(path.join(mathjax, 'es5', 'input', 'tex', 'extensions'), path.join(mjOut, 'input', 'tex', 'extensions'),
           { recursive: true });
+fs.mkdirSync(path.join(mjOut, 'ui'), { recursive: true });
+fs.copyFileSync(path.join(mathjax, 'es5', 'ui', 'safe.js'), path.join(mjOut, 'ui', 'safe.js'));
 fs.copyFileSync(path.join(mathjax, 'LICENSE'), path.join(mjOut, 'LICENSE'));
 console.log(`built ${outfile} and ${mjOut}`);

@@ -3,8 +3,8 @@
  *
  *     sagecell.makeSagecell({inputLocation: "#mycell", evalButtonText: "Evaluate"});
  *
- * The server is <link property="sagecell-root" href="..."> if the page has one,
- * else where the script came from.  Each evaluation's output goes only into the
+ * The server is <link property="sagecell-root" href="..."> if the page's <head> has
+ * one, else where the script came from.  Each evaluation's output goes only into the
  * area of the request that made it (routed by parent_header.msg_id); output of
  * abandoned requests is dropped.  HTML and JavaScript output run in sandboxed
  * iframes, so the page's styles and the output's cannot clash.  text/latex is
@@ -21,7 +21,7 @@
   "use strict";
   if (window.sagecell && window.sagecell._cellstack) return;
 
-  // The server: <link property="sagecell-root" href="..."> when the page has one (it
+  // The server: <link property="sagecell-root" href="..."> when the page's head has one (it
   // wins over where the script came from); else the script's own directory, its
   // parent for the script under /static/ (SageMathCell's documented URL).
   var script = document.currentScript;
@@ -32,7 +32,11 @@
       new URL(".", script.src).href;
     return /\/$/.test(r) ? r : r + "/";
   }
-  var ROOT = rootFrom(document.querySelector(ROOT_LINK));
+  // Only a link in <head> names the server: the body is the page's content (a forum
+  // post, a wiki's user markup), and a link there must not choose where this script
+  // loads widgets.js, editor.js and MathJax from.
+  function rootLink() { return document.head ? document.head.querySelector(ROOT_LINK) : null; }
+  var ROOT = rootFrom(rootLink());
 
   // As SageMathCell's make(): cells are made once the document is parsed, so a page may
   // call makeSagecell from its <head>.
@@ -42,7 +46,7 @@
   }
   // a link later in <head> than this script counts too (first in the DOMContentLoaded queue)
   domReady(function () {
-    var link = document.querySelector(ROOT_LINK);
+    var link = rootLink();
     if (link) { ROOT = rootFrom(link); if (window.sagecell) window.sagecell.root = ROOT; }
   });
 
@@ -78,29 +82,35 @@
     document.head.appendChild(l);
   }
 
-  function loadScript(src) {
+  // A script that neither loads nor fails within ms (a stalled server) counts as failed:
+  // what waits for it (a cell's held messages) must not wait forever.
+  var SCRIPT_TIMEOUT = 30000;
+  function loadScript(src, ms) {
     return new Promise(function (resolve, reject) {
       var s = el("script", { src: src });
-      s.onload = resolve;
-      s.onerror = function () { reject(new Error("could not load " + src)); };
+      var timer = setTimeout(function () { reject(new Error("could not load " + src + " (timed out)")); },
+                             ms || SCRIPT_TIMEOUT);
+      s.onload = function () { clearTimeout(timer); resolve(); };
+      s.onerror = function () { clearTimeout(timer); reject(new Error("could not load " + src)); };
       document.head.appendChild(s);
     });
   }
 
-  function loadWidgets() {
-    if (window.cellstackWidgets) return Promise.resolve(window.cellstackWidgets);
-    if (!widgetsLoading) widgetsLoading = loadScript(ROOT + "static/build/widgets.js").then(function () {
-      return window.cellstackWidgets;
+  // Promise<window[name]>: the bundle at path, loaded once; rejected if it fails to
+  // load or loads without defining its global.
+  function loadBundle(name, path) {
+    if (window[name]) return Promise.resolve(window[name]);
+    return loadScript(ROOT + path).then(function () {
+      if (!window[name]) throw new Error(path + " did not define " + name);
+      return window[name];
     });
+  }
+  function loadWidgets() {
+    if (!widgetsLoading) widgetsLoading = loadBundle("cellstackWidgets", "static/build/widgets.js");
     return widgetsLoading;
   }
-
   function loadEditor() {
-    if (window.cellstackEditor) return Promise.resolve(window.cellstackEditor);
-    if (!editorLoading) editorLoading = loadScript(ROOT + "static/build/editor.js").then(function () {
-      if (!window.cellstackEditor) throw new Error("editor.js did not define cellstackEditor");
-      return window.cellstackEditor;
-    });
+    if (!editorLoading) editorLoading = loadBundle("cellstackEditor", "static/build/editor.js");
     return editorLoading;
   }
 
@@ -205,8 +215,9 @@
   };
   Kernel.prototype.receive = function (msg) {
     var c = msg.content || {};
-    if (this.widgets && this.widgets.handleMessage(msg)) return;
     var t = msg.msg_type || (msg.header || {}).msg_type;
+    if (t === "status" && c.execution_state === "dead") { this.ended(c.reason || "kernel died"); return; }
+    if (this.widgets && this.widgets.handleMessage(msg)) return;
     // (issue 7) one manager per kernel: later comm_opens join the queue below
     if (t === "comm_open" && !this.widgets && !this.pendingWidgets) {
       var self = this, queued = [msg];
@@ -214,22 +225,49 @@
       loadWidgets().then(function (W) {
         self.widgets = W.createManager({ send: function (m) { self.ws.send(JSON.stringify(m)); }, session: self.session });
         self.pendingWidgets = null;
-        queued.forEach(function (m) { self.receive(m); });   // output may belong to an Output widget
-        (self.widgetWaiters || []).forEach(function (f) { f(); });
-      }, function () {                                        // no widgets: the rest goes on
+      }).then(function () {
+        self.replay(queued, false);                           // output may belong to an Output widget
+        self.widgetsSettled(true);
+      }, function (err) {                                     // no widgets: the rest goes on
+        if (window.console) console.warn("cellstack: widgets unavailable: " + (err && err.message || err));
+        self.widgets = null;
         self.pendingWidgets = null;
-        queued.forEach(function (m) { if (!/^comm_/.test((m.header || {}).msg_type)) self.receive(m); });
+        self.widgetsFailed = true;
+        self.replay(queued, true);
+        self.widgetsSettled(false);
       });
       return;
     }
-    if (this.pendingWidgets) { this.pendingWidgets.push(msg); return; }   // every message: see above
-    if (t === "status" && c.execution_state === "dead") { this.ended(c.reason || "kernel died"); return; }
+    // Every message waits while the widget bundle loads (bounded: loadScript's timeout),
+    // but for the kernel's death, handled above at once.
+    if (this.pendingWidgets) { this.pendingWidgets.push(msg); return; }
     var parent = (msg.parent_header || {}).msg_id;
     var h = parent && this.handlers[parent];
     if (h) h(msg);
   };
-  Kernel.prototype.whenWidgets = function (f) {
-    if (this.widgets) f(); else (this.widgetWaiters = this.widgetWaiters || []).push(f);
+  // The messages held while the widget bundle loaded, handled in order; one that throws
+  // (a handler's bug) is logged and the rest still go on.  Without widgets the comm
+  // messages are dropped.
+  Kernel.prototype.replay = function (queued, noWidgets) {
+    var self = this;
+    queued.forEach(function (m) {
+      if (noWidgets && /^comm_/.test(m.msg_type || (m.header || {}).msg_type)) return;
+      try { self.receive(m); } catch (e) { if (window.console) console.error("cellstack:", e); }
+    });
+  };
+  // f once the widget manager is there; orElse (if given) if it never will be.
+  Kernel.prototype.whenWidgets = function (f, orElse) {
+    if (this.widgets) f();
+    else if (this.widgetsFailed) { if (orElse) orElse(); }
+    else (this.widgetWaiters = this.widgetWaiters || []).push([f, orElse]);
+  };
+  Kernel.prototype.widgetsSettled = function (ok) {
+    var waiters = this.widgetWaiters || [];
+    this.widgetWaiters = [];
+    waiters.forEach(function (w) {
+      var f = ok ? w[0] : w[1];
+      try { if (f) f(); } catch (e) { if (window.console) console.error("cellstack:", e); }
+    });
   };
   Kernel.prototype.ended = function (reason, code) {
     if (this.dead) return;
@@ -317,7 +355,11 @@
       box.appendChild(fileList(kernel, data[FILES_MIME]));
     } else if (data[WIDGET_MIME]) {
       box.textContent = "";
-      kernel.whenWidgets(function () { kernel.widgets.renderOutput(data, box); });
+      kernel.whenWidgets(function () { kernel.widgets.renderOutput(data, box); }, function () {
+        // no widget bundle: the widget's plain text, or a note
+        box.appendChild(el("pre", { class: "sagecell-result sagecell-widget-missing",
+          text: data["text/plain"] !== undefined ? stripAnsi(data["text/plain"]) : "(a widget: the widget library could not be loaded)" }));
+      });
     } else if (data["text/html"] !== undefined) {
       box.appendChild(frame(data["text/html"], "html"));
     } else if (data["image/svg+xml"] !== undefined) {
@@ -332,6 +374,10 @@
     } else if (data["text/latex"] !== undefined && !mathJaxFailed) {
       ensureMathJax();
       var math = el("div", { class: "sagecell-latex", text: data["text/latex"] });
+      // a containing block for fixed and absolute descendants, clipping them (guardMath)
+      math.style.contain = "layout";
+      math.style.overflowX = "auto";
+      math.style.overflowY = "hidden";
       box.appendChild(math);
       typeset(math, data["text/latex"]);
     } else if (data["text/latex"] !== undefined &&
@@ -356,10 +402,20 @@
   }
   // A page without MathJax gets the server's copy (static/build/mathjax), as SageMathCell
   // loads one itself; configured to typeset only what the cell hands it, never the page.
+  // The LaTeX comes from the kernel, which runs anyone's code (a permalink autoevaluates
+  // on the standalone page): ui/safe filters what \href, \style, \class, \cssId and
+  // \data (TeX's html package, autoloaded) would put in the page.  Links only to http,
+  // https and mailto; only MathJax's own classes and ids; its harmless styles, no
+  // position or size.
+  var MATHJAX_SAFE = {
+    allow: { URLs: "safe", classes: "safe", cssIDs: "safe", styles: "safe" },
+    safeProtocols: { http: true, https: true, mailto: true, file: false, javascript: false, data: false }
+  };
   var mathJaxFailed = false;
   function ensureMathJax() {
     if (window.MathJax) return;
-    window.MathJax = { startup: { typeset: false } };
+    window.MathJax = { loader: { load: ["ui/safe"] }, startup: { typeset: false },
+                       options: { safeOptions: MATHJAX_SAFE } };
     loadScript(ROOT + "static/build/mathjax/tex-svg.js").catch(function (err) {
       mathJaxFailed = true;
       if (window.console) console.warn("cellstack: " + err.message + "; LaTeX stays source text");
@@ -380,10 +436,33 @@
       })();
     });
   }
+  // What any MathJax (the page's own, configured as the page likes, perhaps with the
+  // html package and no ui/safe) made of the kernel's LaTeX is filtered once more, as it
+  // lands (a MutationObserver runs before the page is next drawn): links only to
+  // http(s) and mailto, no position:fixed or sticky.  The box itself is a containing
+  // block that clips (its CSS, set in render): a position:absolute or a \class naming a
+  // page's class cannot cover the page outside it.
+  var SAFE_URL = /^\s*(https?:|mailto:|#)/i;
+  function unsafeOutput(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("*"), function (e) {
+      for (var i = e.attributes.length - 1; i >= 0; i--) {
+        var a = e.attributes[i], name = a.name.toLowerCase();
+        if ((name === "href" || /:href$/.test(name) || name === "src" || name === "action" ||
+             name === "formaction") && !SAFE_URL.test(a.value)) e.removeAttribute(a.name);
+        else if (/^on/.test(name)) e.removeAttribute(a.name);
+      }
+      if (e.style && /^(fixed|sticky)$/i.test(e.style.position)) e.style.removeProperty("position");
+    });
+  }
+  function guardMath(node) {
+    new MutationObserver(function () { unsafeOutput(node); })
+      .observe(node, { childList: true, subtree: true, attributes: true });
+  }
   // The source shows until MathJax has typeset it (and stays, readable, if it never does).
   function typeset(node, tex) {
     mathJaxReady(15000).then(function (M) {
       if (!M || !node.isConnected) return;
+      guardMath(node);
       node.textContent = texDelimiters(tex);
       if (M.Hub) { M.Hub.Queue(["Typeset", M.Hub, node]); return; }
       // MathJax 3 wants one typeset at a time: chained on its startup promise

@@ -318,7 +318,7 @@ def test_latex_on_a_page_without_mathjax_uses_the_servers_copy(server, page):
     run(page, "out", LATEX)
     wait_state(page, "#out", "finished")
     check_typeset(page, "#out")
-    assert served == [server["base"] + "static/build/mathjax/tex-svg.js"]
+    assert served == [server["base"] + "static/build/mathjax/" + f for f in ("tex-svg.js", "ui/safe.js")]
     assert page.locator("h1 mjx-container").count() == 0                # the page itself is left alone
 
 
@@ -365,3 +365,72 @@ def test_screenshot_of_the_options_page(server, page):
         wait_state(page, sel, "finished")
     shot(page, "options")
     assert (SHOTS / "options.png").stat().st_size > 10_000
+
+
+# ---- hostile LaTeX -------------------------------------------------------------------------
+# The kernel runs anyone's code (a permalink autoevaluates on the standalone page), so its
+# LaTeX is hostile: TeX's html package (autoloaded by \href, \style, \class) would put a
+# javascript: link, or a box covering the whole page, into the page.  An ordinary link and
+# the maths around them must still render.
+HOSTILE_LATEX = (
+    "from IPython.display import Latex, display\n"
+    "display(Latex(r'$\\href{javascript:window.top.pwned=1}{click}$ and "
+    "$\\style{position:fixed;top:0;left:0;width:100vw;height:100vh;background:red;z-index:99}{X}$ and "
+    "$\\href{https://example.org/}{ok}$ and $x^2$'))")
+
+# Every javascript: link in the document, and every element of the output that is fixed
+# or sticky (the cell's own toolbar and the page may be).
+HOSTILE_CHECK = """sel => {
+  const bad = [];
+  const out = document.querySelector(sel + ' .sagecell-output');
+  for (const e of document.querySelectorAll('*')) {
+    for (const a of e.attributes)
+      if (/(^|:)href$/i.test(a.name) && /^\\s*javascript:/i.test(a.value)) bad.push(e.tagName + ' ' + a.value);
+    const pos = getComputedStyle(e).position;
+    if (out.contains(e) && (pos === 'fixed' || pos === 'sticky')) bad.push(e.tagName + ' position:' + pos);
+  }
+  const links = [...out.querySelectorAll('a')].map(a => a.getAttribute('href') || a.getAttribute('xlink:href'));
+  return {bad, links, maths: out.querySelectorAll('mjx-container svg').length, pwned: window.pwned === 1};
+}"""
+
+
+def check_hostile_latex_is_harmless(page, sel):
+    page.wait_for_function(f"() => document.querySelectorAll('{sel} .sagecell-output mjx-container svg').length === 4",
+                           timeout=20_000)
+    got = page.evaluate(HOSTILE_CHECK, sel)
+    assert got["bad"] == [], got
+    assert got["maths"] == 4 and "https://example.org/" in got["links"], got     # ordinary maths and links stay
+    text = page.locator(f"{sel} .sagecell-output").inner_text()
+    assert "\\href" not in text and "\\style" not in text                       # typeset, not source
+    page.locator(f"{sel} .sagecell-output mjx-container").first.click()         # \href's text: no link now
+    assert page.evaluate("window.pwned") is None
+
+
+def test_hostile_latex_with_the_servers_mathjax_is_filtered(server, page):
+    """The server's copy loads with ui/safe: the javascript: link and the style dropped."""
+    served: list[str] = []
+    page.on("response", lambda r: served.append(r.url) if "mathjax" in r.url and r.ok else None)
+    page.goto(server["embed"] + "outputs.html")
+    page.wait_for_selector("#out .sagecell-evaluate")
+    run(page, "out", HOSTILE_LATEX)
+    wait_state(page, "#out", "finished")
+    check_hostile_latex_is_harmless(page, "#out")
+    assert server["base"] + "static/build/mathjax/ui/safe.js" in served
+
+
+def test_hostile_latex_with_the_pages_own_unsafe_mathjax_is_filtered(server, page):
+    """The page's MathJax has no ui/safe (its configuration is its own): what it makes
+    of the kernel's LaTeX is filtered as it lands."""
+    page.goto(server["embed"] + "mathjax.html")
+    page.wait_for_selector("#out .sagecell-evaluate")
+    run(page, "out", HOSTILE_LATEX)
+    wait_state(page, "#out", "finished")
+    check_hostile_latex_is_harmless(page, "#out")
+
+
+def test_hostile_latex_in_a_link_on_the_standalone_page_is_filtered(server, page):
+    """The standalone page (our origin) evaluates a shared link's code at once."""
+    import urllib.parse
+    page.goto(server["base"] + "?autoeval=true&c=" + urllib.parse.quote(HOSTILE_LATEX))
+    wait_state(page, "#cell", "finished")
+    check_hostile_latex_is_harmless(page, "#cell")
