@@ -27,6 +27,11 @@
 // Voila's managers do.  handleMessage consumes such output too.
 import { HTMLManager } from '@jupyter-widgets/html-manager/lib/htmlmanager';
 import { OutputModel } from '@jupyter-widgets/html-manager/lib/output';
+import { ErrorWidgetView } from '@jupyter-widgets/base';
+import { removeMath, replaceMath } from '@jupyter-widgets/base-manager/lib/latex';
+import { HTMLView, HTMLMathView, StringView } from '@jupyter-widgets/controls';
+import { MimeModel, RenderedHTML, RenderedSVG } from '@jupyterlab/rendermime';
+import { Widget } from '@lumino/widgets';
 import '@jupyter-widgets/controls/css/widgets-base.css';
 import '@jupyter-widgets/html-manager/css/output.css';
 import '@lumino/widgets/style/index.css';
@@ -109,7 +114,145 @@ function decodeImages(outputs) {
   return Promise.race([Promise.all(waits), late]).finally(() => clearTimeout(timer));
 }
 
+// Kernel HTML and JavaScript never run in the page -------------------------------
+// The page that embeds a cell is someone else's site and anonymous strangers
+// write the kernel code, so what widgets show is untrusted, as the cell's own
+// output is: html-manager's Output renders trusted (scripts in text/html run
+// in the page) and ipywidgets' HTML / HTMLMath set their value as innerHTML
+// (an <img onerror> runs in the page).  Here
+// - an Output's outputs are untrusted, and text/html is shown sanitized in the
+//   page (markup, tables, styles, classes stay; scripts and handlers go), or,
+//   when it has a <script>, whole in a sandboxed iframe, as the cell shows
+//   it; application/javascript runs in such a frame too; SVG is an <img>;
+// - HTML / HTMLMath values are sanitized the same way;
+// - an error widget's message (it quotes kernel-chosen class and module
+//   names, shown as HTML on a click) is escaped.
+
+// The cell's frame (embedded_sagecell.js): scripts allowed, same origin not,
+// so it cannot touch the page, its cookies or its styles; it reports its
+// height, which the page applies (bounded) to the frame that sent it.
+const FRAME_KEY = 'cellstackWidgetFrame';
+function sandboxedFrame(html, kind) {
+  const id = uuid();
+  const frame = document.createElement('iframe');
+  frame.className = `cellstack-widget-frame cellstack-widget-frame-${kind}`;
+  frame.setAttribute('sandbox', 'allow-scripts');
+  frame.setAttribute('title', 'output');
+  frame.setAttribute('data-widget-frame', id);
+  frame.srcdoc = '<!doctype html><meta charset=utf-8><style>body{margin:0;font-family:sans-serif;display:flow-root}</style><body>'
+    + html + `<script>(function(){function h(){parent.postMessage({${FRAME_KEY}:'${id}',`
+    + 'height:Math.ceil(document.body.getBoundingClientRect().height)+4},\'*\')}'
+    + 'addEventListener(\'load\',h);new ResizeObserver(h).observe(document.body);h()})()<\/script>';
+  return frame;
+}
+window.addEventListener('message', (ev) => {
+  const id = ev.data && ev.data[FRAME_KEY];
+  if (typeof id !== 'string') return;
+  const frame = document.querySelector(`iframe[data-widget-frame="${CSS.escape(id)}"]`);
+  if (frame && ev.source === frame.contentWindow) {
+    frame.style.height = `${Math.min(Math.max(Number(ev.data.height) || 0, 20), 2000)}px`;
+  }
+});
+
+const HAS_SCRIPT = /<script[\s>/]/i;
+
+// The same mime model, its trust set: the output area's trust is not what
+// decides for these renderers.
+function withTrust(model, trusted) {
+  return new MimeModel({ data: model.data, metadata: model.metadata, trusted });
+}
+
+class UntrustedHTML extends RenderedHTML {
+  render(model) {
+    const source = String(model.data[this.mimeType]);
+    if (!HAS_SCRIPT.test(source)) return super.render(withTrust(model, false));
+    this.node.textContent = '';
+    this.node.appendChild(sandboxedFrame(source, 'html'));
+    return Promise.resolve();
+  }
+}
+
+class FramedJavaScript extends Widget {
+  constructor(options) {
+    super();
+    this.mimeType = options.mimeType;
+    this.addClass('cellstack-widget-js');
+  }
+  renderModel(model) {
+    const source = String(model.data[this.mimeType]).replace(/<\/script/gi, '<\\/script');
+    this.node.textContent = '';
+    this.node.appendChild(sandboxedFrame(`<script>${source}<\/script>`, 'js'));
+    return Promise.resolve();
+  }
+}
+
+// An SVG shown as an <img> (as the cell does) runs none of its scripts: safe
+// to show from an untrusted output, which the standard renderer refuses.
+class ImageSVG extends RenderedSVG {
+  render(model) { return super.render(withTrust(model, true)); }
+}
+
+// The renderers above, for the manager's registry, each at its mime type's
+// standard rank; all safe, so an untrusted output area uses them.  A widget
+// view (an interact nested in an interact's output) is safe as well: it is
+// this manager's own rendering.
+function installUntrustedRenderers(registry) {
+  const widgets = registry.getFactory(WIDGET_MIMETYPE);
+  registry.addFactory(Object.assign({}, widgets, { safe: true }), registry.getRank(WIDGET_MIMETYPE));
+  const factories = [
+    { mimeTypes: ['text/html'], make: (o) => new UntrustedHTML(o) },
+    { mimeTypes: ['text/javascript', 'application/javascript'], make: (o) => new FramedJavaScript(o) },
+    { mimeTypes: ['image/svg+xml'], make: (o) => new ImageSVG(o) },
+  ];
+  for (const { mimeTypes, make } of factories) {
+    const rank = registry.getRank(mimeTypes[0]);
+    registry.addFactory({ safe: true, mimeTypes, createRenderer: make }, rank);
+  }
+}
+
+// ipywidgets' HTML and HTMLMath, their value sanitized; the rest of their
+// update (StringView's: description, tooltip) as before.
+// HTMLMath's math is set aside while sanitizing, as ipywidgets does for HTML
+// descriptions (removeMath escapes it), so `$a<b$` stays math.
+function sanitizedHTMLView(Base, math) {
+  return class extends Base {
+    update() {
+      const { sanitizer } = this.model.widget_manager.renderMime;
+      const value = String(this.model.get('value') || '');
+      if (math) {
+        const parts = removeMath(value);
+        this.content.innerHTML = replaceMath(sanitizer.sanitize(parts.text), parts.math);
+        this.typeset(this.content);
+      } else {
+        this.content.innerHTML = sanitizer.sanitize(value);
+      }
+      return StringView.prototype.update.call(this);
+    }
+  };
+}
+const SAFE_CONTROLS = new Map([
+  ['HTMLView', sanitizedHTMLView(HTMLView, false)],
+  ['HTMLMathView', sanitizedHTMLView(HTMLMathView, true)],
+]);
+
+function escapeHTML(s) {
+  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+// Every error widget (a class that failed to load, a model that failed to
+// build) is an ErrorWidgetView subclass whose message is shown as HTML.
+const errorRender = ErrorWidgetView.prototype.render;
+ErrorWidgetView.prototype.render = function render() {
+  const message = this.generateErrorMessage;
+  this.generateErrorMessage = function escaped() {
+    const { msg, stack } = message.call(this);
+    return { msg: escapeHTML(msg), stack: escapeHTML(stack) };
+  };
+  return errorRender.call(this);
+};
+
 // html-manager's OutputModel, plus:
+// - untrusted outputs (see above);
 // - captured iopub output (see above): the manager hands it in through the
 //   model's comm queue (a `cellstack_output` pseudo message), so it is applied
 //   in order with the kernel's state updates of the same widget (e.g.
@@ -119,6 +262,11 @@ function decodeImages(outputs) {
 //   output stays, so the area never shows a collapsed, image-less state.
 // Both go through one queue (`_swap`), which keeps their order.
 class CapturingOutputModel extends OutputModel {
+  initialize(attributes, options) {
+    super.initialize(attributes, options);
+    this._outputs.trusted = false;
+  }
+
   _handle_comm_msg(msg) {
     const output = msg.cellstack_output;
     if (!output) return super._handle_comm_msg(msg);
@@ -202,6 +350,7 @@ class WsComm {
 export class CellWidgetManager extends HTMLManager {
   constructor(connection) {
     super({ loader: loadExtra });
+    installUntrustedRenderers(this.renderMime);
     this._connection = connection;
     this._session = connection.session || uuid();
     this._comms = new Map();
@@ -258,6 +407,9 @@ export class CellWidgetManager extends HTMLManager {
   loadClass(className, moduleName, moduleVersion) {
     if (moduleName === '@jupyter-widgets/output' && className === 'OutputModel') {
       return Promise.resolve(CapturingOutputModel);
+    }
+    if (moduleName === '@jupyter-widgets/controls' && SAFE_CONTROLS.has(className)) {
+      return Promise.resolve(SAFE_CONTROLS.get(className));
     }
     return super.loadClass(className, moduleName, moduleVersion);
   }
