@@ -63,6 +63,9 @@ with out:
         assert frames.nth(i).get_attribute("sandbox") == "allow-scripts"
     html_frame = out.frame_locator("iframe").nth(0)
     html_frame.locator("body.ran p.scripted").wait_for(timeout=15000)
+    # The frame takes its content's height (it reports it), not the default 150px.
+    page.wait_for_function("f => f.style.height && parseInt(f.style.height) < 100",
+                           arg=frames.nth(0).element_handle(), timeout=15000)
     out.frame_locator("iframe").nth(1).locator("body.js-ran").wait_for(state="attached", timeout=15000)
     assert host_hits(page) == {"hits": [], "title": HOST_TITLE}
     # Markup only (no script) is not framed: it sits in the page, handlers stripped.
