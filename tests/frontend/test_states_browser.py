@@ -70,48 +70,83 @@ def test_running_shows_a_growing_clock_and_stop_interrupts(server, page):
     shot_of(page.locator("#one .sagecell"), "interrupted")
 
 
+# Every text the status line of #one shows, with when (ms, performance.now()).
+WATCH_STATUS = """() => {
+  window.states = [];
+  const s = document.querySelector('#one .sagecell-status');
+  new MutationObserver(() => window.states.push([performance.now(), s.textContent])).observe(s,
+    {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def received(page) -> list[str]:
+    """The websocket frames the page receives from now on (the list fills as they come):
+    proof that output a test expects dropped did reach the browser."""
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
+    return frames
+
+
 def test_a_second_evaluate_while_busy_is_queued_then_runs_alone(server, page):
     """The design (cellserver/scheduler.py): a new evaluation interrupts the running one
     and waits ("queued") until the kernel is free.  The first here takes its time to
-    stop, so the wait is long enough to see; its clock must not tick over "queued"."""
+    stop (1.5 s), so the wait is long enough to see; its clock must not tick over "queued"."""
+    frames = received(page)
     open_watched(page, server)
-    run(page, "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n"
+    run(page, "import time\ntry:\n    print('go', flush=True)\n    time.sleep(30)\nexcept KeyboardInterrupt:\n"
               "    time.sleep(1.5)\n    print('first cleaned up')")
-    wait_state(page, "#one", "running")
-    time.sleep(0.3)
-    run(page, "print('second')")
-    wait_state(page, "#one", "queued", timeout=2_000)
-    time.sleep(0.6)
-    assert status(page, "#one").inner_text().strip() == "queued"
+    # inside the try (its print done) before the second press: the interrupt meets the sleep
+    page.wait_for_function("() => document.querySelector('#one .sagecell-output').innerText.includes('go')",
+                           timeout=20_000)
+    # watched from the press on (the first's ticks before it are its own)
+    page.evaluate(f"() => {{ ({WATCH_STATUS})(); cells.one.setCode(\"print('second')\"); cells.one.evaluate(); }}")
+    wait_state(page, "#one", "queued")
     shot_of(page.locator("#one .sagecell"), "queued")
     wait_state(page, "#one", "finished")
     assert output(page) == "second"
-    time.sleep(0.3)
+    states = page.evaluate("window.states")
+    states = states[next(i for i, (_, text) in enumerate(states) if text == "queued"):]
+    queued_at = states[0][0]
+    left = next(t for t, text in states if text != "queued")
+    assert left - queued_at >= 1000, states          # queued while the first cleaned up (1.5 s)
+    for t, text in states:
+        m = re.fullmatch(r"running (\d+\.\d) s", text)
+        # only the second's own clock, counted from when it started: never the first's
+        assert not m or float(m.group(1)) <= (t - left) / 1000 + 0.2, states
+    assert any("first cleaned up" in f for f in frames)    # it was printed, and reached the page...
     seen = page.evaluate("window.seen")
-    assert not any("first" in s for s in seen), seen       # the interrupted one's output: dropped
+    assert not any("first" in s for s in seen), seen       # ...but the interrupted one's output was dropped
 
 
 def test_output_of_an_abandoned_request_is_never_shown(server, page):
+    """The first run prints once more when the second press interrupts it ('late'), while
+    the second waits: output the browser receives (checked) but must never show."""
+    frames = received(page)
     page.goto(server["embed"])
     page.wait_for_selector("#one .sagecell-evaluate")
-    run(page, "print('A', flush=True); import time; time.sleep(1); print('late')")
+    run(page, "import time\ntry:\n    print('A', flush=True)\n    time.sleep(30)\n"
+              "except KeyboardInterrupt:\n    print('late', flush=True)\n    time.sleep(0.5)")
     page.wait_for_function("() => document.querySelector('#one .sagecell-output').innerText.includes('A')",
                            timeout=20_000)
     page.evaluate(WATCH)
     run(page, "print('new')")
     wait_state(page, "#one", "finished")
     assert output(page) == "new"
-    time.sleep(0.5)
+    assert any("late" in f for f in frames)          # printed after the second press, before 'new'
     # the abandoned request's output: 'A' went with it at the second press, 'late'
     # (printed while the second waited) never appeared, not even for a moment
     seen = page.evaluate("window.seen")
     assert seen and not any("late" in s or "A" in s for s in seen), seen
-    # the same when the second press comes before the first's output has arrived
+    # the same when the second press comes before the first's output has arrived (so
+    # early that the interrupt may come before the first has started, and be lost: then
+    # the first ends by itself, 'late2' all the same)
     page.evaluate(WATCH)
-    page.evaluate("""() => { cells.one.setCode("print('A2', flush=True); import time; time.sleep(1); print('late2')");
+    page.evaluate("""() => { cells.one.setCode("import time\\ntry:\\n    print('A2', flush=True)\\n    time.sleep(3)\\n" +
+                                                "except KeyboardInterrupt:\\n    pass\\nprint('late2', flush=True)");
                              cells.one.evaluate(); cells.one.setCode("print('new2')"); cells.one.evaluate(); }""")
     wait_state(page, "#one", "finished")
     assert output(page) == "new2"
+    assert any("late2" in f for f in frames)
     seen = page.evaluate("window.seen")
     assert not any("A2" in s or "late2" in s for s in seen), seen
 
