@@ -8,7 +8,9 @@ decode is a 400 page saying so; a ``q`` the permalink service does not know
 is a 404 page (looked up server-side when ``permalink_url`` is set; else the
 page looks it up itself).  ``text/latex`` output is typeset by MathJax
 (static/build/mathjax/, from npm by the install command), which the library
-loads when the first one arrives.  A ``lang`` this server does not run (``LANGUAGES``)
+loads when the first one arrives, with MathJax's ui/safe: a shared link runs
+anyone's code on this origin, and its LaTeX must not add a ``javascript:`` link
+(``\\href``) or restyle the page (``\\style``).  A ``lang`` this server does not run (``LANGUAGES``)
 falls back to Python, with a note on the page saying so.  The page is the embedding library
 (``embedded_sagecell.js``) used on our own origin.
 """

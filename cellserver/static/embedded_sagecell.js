@@ -9,7 +9,11 @@
  * abandoned requests is dropped.  HTML and JavaScript output run in sandboxed
  * iframes, so the page's styles and the output's cannot clash.  text/latex is
  * typeset by the page's MathJax, else by the server's copy (static/build/mathjax),
- * loaded when first needed.  Widgets (ipywidgets, @interact) are drawn by the
+ * loaded when first needed, with MathJax's ui/safe.  The kernel's LaTeX is anyone's:
+ * the page's own MathJax runs it with the page's configuration (its macros, the TeX
+ * extensions it allows), so what that makes is filtered again (no javascript: links,
+ * nothing fixed) and kept inside its box; a \class may still name one of the page's
+ * classes there.  A page that wants more should configure its MathJax with ui/safe.  Widgets (ipywidgets, @interact) are drawn by the
  * widget bundle (static/build/widgets.js), loaded the first time one appears.
  * The code editor (option editor: "codemirror" (default), "codemirror-readonly",
  * "textarea", "textarea-readonly") starts as a textarea; CodeMirror
