@@ -1,7 +1,8 @@
 """What the library does when its parts fail or the page holds strangers' markup, in a
 real headless Chromium against a real ``twistd cellserver``, the cell on a page of
 another origin: a widget bundle that loads but is broken (defines nothing, throws,
-a manager that throws) must not hold the cell's messages forever; and a
+a manager or handlers that throw) or never loads must not hold the cell's messages
+forever, nor its kernel's death; and a
 ``sagecell-root`` link in the page's body (user content) must not choose the server."""
 from __future__ import annotations
 
@@ -58,6 +59,22 @@ def test_a_broken_widget_bundle_holds_no_output_and_death_still_shows(server, pa
     os.kill(host_pid(text.splitlines()[-1]), signal.SIGKILL)
     wait_state(page, "#l1", "dead")
     assert "SIGKILL" in status(page, "#l1").inner_text()
+
+
+def test_a_stalled_widget_bundle_holds_output_only_until_its_timeout(server, page):
+    """widgets.js never answers: the kernel's death shows at once (never held), and the
+    held output comes once the load gives up (loadScript's 30 s)."""
+    stalled = []
+    page.route("**/static/build/widgets.js", lambda route: stalled.append(route))      # never answered
+    page.goto(server["embed"])
+    page.wait_for_selector("#l1 .sagecell-evaluate")
+    page.evaluate("c => { cells.l1.setCode(c); cells.l1.evaluate(); }",
+                  WIDGET_CODE + "import os, signal, time\ntime.sleep(0.5)\nos.kill(os.getpid(), signal.SIGKILL)")
+    wait_state(page, "#l1", "dead")
+    assert stalled and output(page, "#l1") == ""                  # still loading: the output is held
+    page.wait_for_function("() => document.querySelector('#l1 .sagecell-output').innerText.includes('after the widget')",
+                           timeout=45_000)
+    assert "IntSlider" in page.locator("#l1 .sagecell-widget-missing").inner_text()
 
 
 ELSEWHERE = "http://127.0.0.3:9/"
