@@ -447,7 +447,7 @@
   // block that clips (its CSS, set in render): a position:absolute or a \class naming a
   // page's class cannot cover the page outside it.
   var SAFE_URL = /^\s*(https?:|mailto:|#)/i;
-  function unsafeOutput(root) {
+  function defuse(root) {
     Array.prototype.forEach.call(root.querySelectorAll("*"), function (e) {
       for (var i = e.attributes.length - 1; i >= 0; i--) {
         var a = e.attributes[i], name = a.name.toLowerCase();
@@ -459,7 +459,7 @@
     });
   }
   function guardMath(node) {
-    new MutationObserver(function () { unsafeOutput(node); })
+    new MutationObserver(function () { defuse(node); })
       .observe(node, { childList: true, subtree: true, attributes: true });
   }
   // The source shows until MathJax has typeset it (and stays, readable, if it never does).
