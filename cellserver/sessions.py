@@ -24,6 +24,9 @@ from cellserver.scheduler import Abort, Interrupt, Scheduler, Send
 
 
 FILES_MIME = filewatch.MIME.encode()      # the list of files an execution wrote
+# An interrupted request still running this long after its interrupt is
+# interrupted again (the SIGINT can miss a blocking call; scheduler.py).
+INTERRUPT_AGAIN_AFTER = 2.0
 
 
 class ClientSocket(Protocol):
@@ -58,6 +61,7 @@ class KernelSession:
         self._log_computation = log_computation
         self._on_end = on_end
         self._timer = None
+        self._interrupt_again = None     # the next look at an interrupted request (IDelayedCall)
         # Executions sent to the kernel and which of their two ends arrived:
         # the shell ``execute_reply`` and the iopub ``idle`` travel on different
         # sockets in no set order, and a plain cell's kernel must not end (and
@@ -101,9 +105,19 @@ class KernelSession:
             self._send("shell", action.message)
         elif isinstance(action, Interrupt):
             self._send("control", M.interrupt_request())
+            if self._interrupt_again is not None and self._interrupt_again.active():
+                self._interrupt_again.cancel()
+            self._interrupt_again = self.reactor.callLater(INTERRUPT_AGAIN_AFTER, self._still_running,
+                                                           self.scheduler.running)
         elif isinstance(action, Abort):
             self._broadcast(M.aborted_reply(action.message["header"],
                                             "superseded by a newer evaluation"))
+
+    def _still_running(self, msg_id: str | None) -> None:
+        self._interrupt_again = None
+        if not self.ended:
+            for action in self.scheduler.still_running(msg_id):
+                self._carry_out(action)
 
     def _send(self, channel: str, message: dict) -> None:
         try:
@@ -128,6 +142,9 @@ class KernelSession:
                 self.lifetime.comm_opened()
             elif mtype == "comm_close":
                 self.lifetime.comm_closed()
+            elif mtype == "execute_input":
+                for action in self.scheduler.began(msg.parent_msg_id):
+                    self._carry_out(action)
             elif mtype == "execute_result":
                 self.scheduler.result(msg.parent_msg_id)
             elif mtype == "display_data" and FILES_MIME in msg.raw_content:
@@ -200,8 +217,9 @@ class KernelSession:
         if self.ended:
             return None
         self.ended = reason
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        for timer in (self._timer, self._interrupt_again):
+            if timer is not None and timer.active():
+                timer.cancel()
         for action in self.scheduler.abandon():
             self._carry_out(action)
         for sock in list(self.sockets):

@@ -25,6 +25,7 @@ import importlib
 import io
 import itertools
 import os
+import signal
 import sys
 import time
 import uuid
@@ -308,5 +309,15 @@ def run_kernel(key: bytes, sock_dir: str, work_dir: str) -> None:
     """In the forked, confined child: finish the app and serve until exit."""
     app = _app
     filewatch.set_root(work_dir)
-    app.finish(key, sock_dir)
+    # An interrupt is SIGINT to the kernel's process group, and Linux hands a
+    # process-directed signal to any thread that does not block it.  Caught by
+    # one of ipykernel's threads, it cannot break the main thread out of a
+    # blocking call (``time.sleep(120)`` ran to its end, 1 time in 4 here).
+    # Threads inherit the mask: ipykernel's, all started by ``finish``, block
+    # SIGINT; the main thread, the one that runs user code, takes it again.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        app.finish(key, sock_dir)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     app.start()

@@ -153,6 +153,24 @@ async def test_twenty_fast_requests_all_end_and_the_last_is_right(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_second_request_sent_at_once_interrupts_the_first_when_it_begins(server):
+    """On a fresh kernel the second request can arrive before the first has
+    begun: an interrupt sent then is ignored by ipykernel (SIGINT between
+    requests), and the second would wait out the whole first one.  And the
+    SIGINT must reach the main thread (ipykernel's threads block it), or
+    ``time.sleep`` is not broken off."""
+    info, ws = await open_kernel(server["base"])
+    first = ws.execute("import time; time.sleep(120)")
+    second = ws.execute("print('second')")
+    msgs = await ws.finished(second, timeout=60)           # not after the first's 120 s
+    assert stdout_of(msgs) == "second\n"
+    assert [m["content"]["status"] for m in msgs if m["msg_type"] == "execute_reply"] == ["ok"]
+    assert not [m for m in ws.messages if m["parent_header"].get("msg_id") == first
+                and m["msg_type"] == "execute_reply" and m["content"]["status"] == "ok"]
+    ws.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_output_flood_is_truncated_with_a_notice(server):
     info, ws = await open_kernel(server["base"])
     mid = ws.execute("while True: print('x' * 100)")
