@@ -61,12 +61,24 @@ MAX_INTERRUPTS = 3           # per running request: the first and two more if it
 class Scheduler:
     running: str | None = None              # msg_id of the execute_request in the kernel
     held: dict[str, Any] | None = None
-    interrupting: bool = False
     finishing: bool = False                 # the running request's user code is over
     begun: bool = False                     # the kernel published the running one's execute_input
     interrupt_on_begin: bool = False        # interrupt it as soon as it has begun
     interrupts: int = 0                     # sent for the running request
     executions: int = field(default=0)
+
+    @property
+    def interrupting(self) -> bool:
+        return self.interrupts > 0
+
+    def _interrupt(self) -> list:
+        self.interrupts += 1
+        return [Interrupt()]
+
+    def _forget_running(self) -> None:
+        self.running = None
+        self.finishing = self.begun = self.interrupt_on_begin = False
+        self.interrupts = 0
 
     def execute(self, message: dict[str, Any]) -> list:
         """A client's execute_request arrived."""
@@ -79,9 +91,7 @@ class Scheduler:
         self.held = message
         if not self.interrupting and not self.finishing:
             if self.begun:
-                self.interrupting = True
-                self.interrupts = 1
-                actions.append(Interrupt())
+                actions += self._interrupt()
             else:
                 self.interrupt_on_begin = True
         return actions
@@ -93,9 +103,7 @@ class Scheduler:
         self.begun = True
         if self.interrupt_on_begin and not self.interrupting and not self.finishing:
             self.interrupt_on_begin = False
-            self.interrupting = True
-            self.interrupts = 1
-            return [Interrupt()]
+            return self._interrupt()
         return []
 
     def still_running(self, msg_id: str | None) -> list:
@@ -103,8 +111,7 @@ class Scheduler:
         if (msg_id is None or msg_id != self.running or not self.interrupting or self.finishing
                 or self.interrupts >= MAX_INTERRUPTS):
             return []
-        self.interrupts += 1
-        return [Interrupt()]
+        return self._interrupt()
 
     def result(self, parent_msg_id: str | None) -> None:
         """The kernel sent ``execute_result`` or ``execute_reply`` for ``parent_msg_id``."""
@@ -115,10 +122,7 @@ class Scheduler:
         """The kernel published ``status: idle`` for ``parent_msg_id``."""
         if parent_msg_id is None or parent_msg_id != self.running:
             return []
-        self.running = None
-        self.interrupting = self.finishing = self.interrupt_on_begin = False
-        self.begun = False
-        self.interrupts = 0
+        self._forget_running()
         if self.held is None:
             return []
         message, self.held = self.held, None
@@ -135,9 +139,7 @@ class Scheduler:
         """The kernel ended: the held request (if any) gets an explicit abort."""
         actions = [Abort(self.held)] if self.held is not None else []
         self.held = None
-        self.running = None
-        self.interrupting = self.finishing = self.begun = self.interrupt_on_begin = False
-        self.interrupts = 0
+        self._forget_running()
         return actions
 
     @property

@@ -90,11 +90,8 @@ def _name_process() -> None:
     """Name the kernel ``cs-kernel`` in ``/proc/<pid>/comm`` (what ps, top and
     perf show; threads started later inherit it), so operators and profiles
     tell kernels from the provider and the cell server, all ``python``."""
-    import ctypes
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(15, KERNEL_COMM, 0, 0, 0)    # PR_SET_NAME
-    except OSError:
-        pass
+    from cellserver.sandbox.libc import libc
+    libc.prctl(15, KERNEL_COMM, 0, 0, 0)                  # PR_SET_NAME; a failure only leaves the name
 
 
 def _reset_signals() -> None:

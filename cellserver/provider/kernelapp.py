@@ -103,10 +103,10 @@ def _trim_heap() -> None:
     fork: a kernel's ``malloc`` then fills fresh zero pages instead of copying
     the template's (a cheaper fault), and those pages stop counting in the
     template's (shared) resident set."""
-    import ctypes
+    from cellserver.sandbox.libc import libc
     try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):       # not glibc
+        libc.malloc_trim(0)
+    except AttributeError:                  # not glibc
         pass
 
 
