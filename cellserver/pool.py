@@ -281,9 +281,10 @@ class KernelPoolService(service.Service):
         if isinstance(event, P.Hello):
             self._provider_up = True
             self.provider_info = event
-            self._log.info("kernel provider {pid} ready in {ms} ms; preloaded {mods}; failed {failed}",
+            self._log.info("kernel provider {pid} ready in {ms} ms; preloaded {mods}; failed {failed};"
+                           " {huge_mb} MB of it in huge pages",
                            pid=event.pid, ms=event.warm_ms, mods=list(event.preloaded),
-                           failed=event.failed)
+                           failed=event.failed, huge_mb=event.huge_mb)
             if event.failed:
                 self._log.warn("kernel provider could not preload {failed}", failed=event.failed)
             self._fill()

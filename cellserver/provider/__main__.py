@@ -105,9 +105,9 @@ class Provider:
 
     # -- start-up -------------------------------------------------------------
     def warm(self) -> None:
-        preloaded, failed, ms = warm_template(self.preload, self.ipython_dir)
+        preloaded, failed, ms, huge = warm_template(self.preload, self.ipython_dir)
         self.emit(P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
-                          preloaded=tuple(preloaded), failed=failed))
+                          preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1)))
 
     # -- commands -------------------------------------------------------------
     def start(self, cmd: P.Start) -> None:

@@ -31,15 +31,17 @@ import time
 import uuid
 
 from cellserver import filewatch
-from cellserver.provider import layout
+from cellserver.provider import hugepages, layout
+from cellserver.sandbox.libc import libc
 
 MPL_INLINE = "module://matplotlib_inline.backend_inline"
 TESTED_IPYKERNEL_MAJOR = 7
 _app = None
 
 
-def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str], dict[str, str], float]:
-    """Import and build everything kernels share.  Returns (preloaded, failed, ms)."""
+def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str], dict[str, str], float, int]:
+    """Import and build everything kernels share.  Returns (preloaded,
+    failed, ms, bytes of the template in huge pages)."""
     global _app
     t0 = time.perf_counter()
     os.makedirs(ipython_dir, mode=0o755, exist_ok=True)
@@ -95,7 +97,8 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
     gc.collect()
     gc.freeze()
     _trim_heap()
-    return preloaded, failed, (time.perf_counter() - t0) * 1000
+    huge, _refused = hugepages.collapse(libc)     # last: after the trim, nothing more to touch
+    return preloaded, failed, (time.perf_counter() - t0) * 1000, huge
 
 
 def _trim_heap() -> None:
@@ -103,7 +106,6 @@ def _trim_heap() -> None:
     fork: a kernel's ``malloc`` then fills fresh zero pages instead of copying
     the template's (a cheaper fault), and those pages stop counting in the
     template's (shared) resident set."""
-    from cellserver.sandbox.libc import libc
     try:
         libc.malloc_trim(0)
     except AttributeError:                  # not glibc

@@ -14,7 +14,8 @@ Cell server -> provider (commands)::
 
 Provider -> cell server (events)::
 
-    {"op": "hello", "pid": ..., "python": ..., "warm_ms": ..., "preloaded": [...], "failed": {...}}
+    {"op": "hello", "pid": ..., "python": ..., "warm_ms": ..., "preloaded": [...], "failed": {...},
+     "huge_mb": ...}
     {"op": "started", "kid": ..., "pid": ..., "fork_ms": ...}
     {"op": "start_failed", "kid": ..., "error": ...}
     {"op": "exited", "kid": ..., "pid": ..., "code": int|null, "signal": int|null, "reason": ...}
@@ -65,6 +66,7 @@ class Hello:
     warm_ms: float
     preloaded: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)   # module -> error text
+    huge_mb: float = 0.0            # template memory in huge pages (hugepages.py)
     op: str = field(default="hello", init=False)
 
 
@@ -109,6 +111,7 @@ EVENTS = {"hello": Hello, "started": Started, "start_failed": StartFailed,
 _TYPES: dict[str, tuple[type, ...]] = {
     "kid": (str,), "key": (str,), "sock_dir": (str,), "work_dir": (str,),
     "pid": (int,), "python": (str,), "warm_ms": (int, float), "fork_ms": (int, float),
+    "huge_mb": (int, float),
     "preloaded": (list, tuple), "failed": (dict,), "error": (str,),
     "code": (int, type(None)), "signal": (int, type(None)), "reason": (str,),
     "message": (str,),

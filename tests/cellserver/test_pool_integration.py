@@ -331,3 +331,32 @@ async def test_forked_kernel_is_a_whole_ipython():
         assert reply(msgs)["status"] == "ok"
     finally:
         await stop_pool(pool)
+
+
+def _thp_mode() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read()
+    except OSError:
+        return "[never]"
+
+
+@pytest.mark.skipif("[never]" in _thp_mode() or tuple(map(int, os.uname().release.split(".")[:2])) < (6, 1),
+                    reason="needs transparent huge pages and MADV_COLLAPSE (Linux 6.1)")
+@pytest_twisted.ensureDeferred
+async def test_the_template_is_forked_from_huge_pages_and_kernels_still_work():
+    """hugepages.py: the provider reports the template memory it collapsed,
+    the template really holds it as huge pages, and the kernels forked from
+    it run code (a write into a huge page copies only what it writes)."""
+    pool = await start_pool()
+    try:
+        info = pool.provider_info
+        assert info.huge_mb >= 8
+        with open(f"/proc/{info.pid}/smaps_rollup") as f:
+            huge_kb = int(next(line for line in f if line.startswith("AnonHugePages:")).split()[1])
+        assert huge_kb >= 8 * 1024
+        k = await pool.take()
+        msgs = await execute(k, "x = list(range(100000)); print(sum(x))")
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["4999950000\n"]
+    finally:
+        await stop_pool(pool)

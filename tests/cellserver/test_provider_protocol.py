@@ -15,7 +15,7 @@ def test_round_trip_commands_and_events():
                 P.Kill(kid="k"), P.Quit()):
         assert P.decode_command(P.encode(msg)) == msg
     for ev in (P.Hello(pid=3, python="/usr/bin/python3", warm_ms=12.5, preloaded=("numpy",),
-                       failed={"nope": "ModuleNotFoundError: nope"}),
+                       failed={"nope": "ModuleNotFoundError: nope"}, huge_mb=48.0),
                P.Started(kid="k", pid=7, fork_ms=0.4), P.StartFailed(kid="k", error="x"),
                P.Exited(kid="k", pid=7, code=None, signal=9, reason="killed by signal 9 (SIGKILL)"),
                P.ProviderError(message="m")):
