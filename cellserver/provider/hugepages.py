@@ -15,7 +15,7 @@ system's THP mode (unless "never"), and unlike ``MADV_HUGEPAGE`` it does not
 mark the mapping: a kernel's own later allocations still get 4 KiB pages, so
 a small ``malloc`` in a child never faults in 2 MiB.
 
-``huge_ranges`` is pure (tested on sample ``/proc/self/maps`` text);
+``huge_ranges`` is pure (tested on sample ``/proc/self/smaps`` text);
 ``collapse`` does the system calls and never raises: on an older kernel or
 without THP the template is simply forked as before.
 """
