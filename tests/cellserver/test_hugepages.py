@@ -49,19 +49,12 @@ class Libc:
     """Records ``madvise``; refuses the spans it is told to."""
 
     def __init__(self, refuse=()):
-        self.calls, self.refuse = [], set(refuse)
+        self.calls = []
 
-    class _Fn:
-        def __init__(self, outer):
-            self.outer, self.argtypes = outer, None
-
-        def __call__(self, addr, length, advice):
-            self.outer.calls.append((addr, length, advice))
-            return -1 if addr in self.outer.refuse else 0
-
-    @property
-    def madvise(self):
-        return self._Fn(self)
+        def madvise(addr, length, advice):
+            self.calls.append((addr, length, advice))
+            return -1 if addr in refuse else 0
+        self.madvise = madvise          # a function: ``collapse`` may set its argtypes
 
 
 def test_collapse_counts_what_the_kernel_took_and_refused(tmp_path):
