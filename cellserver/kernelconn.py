@@ -53,6 +53,7 @@ class ZmqKernel:
         self.key = key
         self.sock_dir = sock_dir
         self.work_dir = work_dir
+        self.mergeable = False          # its pages may be merged while it waits (provider/samepages.py)
         self._reactor = reactor
         self._kill = kill
         self._on_ready = on_ready

@@ -36,7 +36,7 @@ from cellserver.kernelid import new_kernel_id
 from cellserver.kernels import NoCapacity, PoolStats
 from cellserver.provider import layout
 from cellserver.provider import protocol as P
-from cellserver.provider.plan import kernels_to_start, restart_delay
+from cellserver.provider.plan import kernels_to_start, may_merge, pick_ready, restart_delay
 from cellserver.provider_settings import ProviderSettings
 from cellserver.sandbox.apply import cleanup as sandbox_cleanup, cgroup_dirs, stale_cgroups
 from cellserver.sandbox.mounts import unmount_home, unmount_under
@@ -154,7 +154,7 @@ class KernelPoolService(service.Service):
         if len(self._running) >= self.settings.max_kernels:
             return defer.fail(NoCapacity(f"all {self.settings.max_kernels} kernels are in use"))
         if self._ready:
-            _, kernel = self._ready.popitem(last=False)
+            kernel = self._ready.pop(pick_ready([(k.id, k.mergeable) for k in self._ready.values()]))
             self._running[kernel.id] = kernel
             self._fill()
             return defer.succeed(kernel)
@@ -282,9 +282,10 @@ class KernelPoolService(service.Service):
             self._provider_up = True
             self.provider_info = event
             self._log.info("kernel provider {pid} ready in {ms} ms; preloaded {mods}; failed {failed};"
-                           " {huge_mb} MB of it in huge pages",
+                           " {huge_mb} MB of it in huge pages; idle kernels' pages merged: {merge}",
                            pid=event.pid, ms=event.warm_ms, mods=list(event.preloaded),
-                           failed=event.failed, huge_mb=event.huge_mb)
+                           failed=event.failed, huge_mb=event.huge_mb,
+                           merge=event.merge if self.settings.merge_idle else "off: --no-merge-idle-kernels")
             if event.failed:
                 self._log.warn("kernel provider could not preload {failed}", failed=event.failed)
             self._fill()
@@ -357,9 +358,12 @@ class KernelPoolService(service.Service):
         key = secrets.token_hex(32)
         kernel = ZmqKernel(self.reactor, self._ctx, kid, key, sock_dir, work_dir,
                            kill=self._kill, on_ready=self._on_ready)
+        unmerged = sum(not k.mergeable for k in (*self._ready.values(), *self._starting.values()))
+        kernel.mergeable = may_merge(unmerged=unmerged, enabled=self.settings.merge_idle)
         self._starting[kid] = kernel
         self._timers[kid] = self.reactor.callLater(self.settings.start_timeout, self._start_timeout, kid)
-        self._provider.send(P.Start(kid=kid, key=key, sock_dir=sock_dir, work_dir=work_dir))
+        self._provider.send(P.Start(kid=kid, key=key, sock_dir=sock_dir, work_dir=work_dir,
+                                    mergeable=kernel.mergeable))
 
     def _start_timeout(self, kid: str) -> None:
         self._timers.pop(kid, None)

@@ -33,6 +33,7 @@ class ProviderSettings:
     start_timeout: float = 30.0        # seconds from fork to ready before a kernel is given up
     restart_delay_max: float = 30.0    # longest back-off between provider restarts
     sandbox: SandboxSettings = SandboxSettings(enabled=False)   # set by the cell server's options
+    merge_idle: bool = True            # idle ready kernels share identical pages (provider/samepages.py)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_kernels, int) or self.max_kernels < 1:

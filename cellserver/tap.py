@@ -80,6 +80,8 @@ class Options(NodeOptions):
     optFlags = [
         ["no-sandbox", None, "Run kernels unconfined (development only; logged loudly)."],
         ["require-sandbox", None, "Refuse to start unless every sandbox layer can be used."],
+        ["no-merge-idle-kernels", None, "Keep each idle ready kernel's pages its own: no samepage merging "
+         "(KSM, when the host runs ksmd) while kernels wait to be handed out."],
     ]
 
     def postOptions(self):
@@ -115,7 +117,7 @@ class Options(NodeOptions):
         if sandbox.enabled and sandbox.slots < provider.max_kernels:
             raise usage.UsageError(f"--kernel-accounts ({sandbox.slots}) must be at least --max-kernels "
                                    f"({provider.max_kernels}): each live kernel has its own account")
-        provider = replace(provider, sandbox=sandbox)
+        provider = replace(provider, sandbox=sandbox, merge_idle=not self["no-merge-idle-kernels"])
         self.require_sandbox = bool(self["require-sandbox"])
         if sandbox.enabled and os.geteuid() == 0:
             check_reachable(provider.runtime_dir_for(node))

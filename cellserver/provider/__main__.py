@@ -22,10 +22,11 @@ import sys
 import time
 import traceback
 
-from cellserver.provider import protocol as P
+from cellserver.provider import protocol as P, samepages
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
 from cellserver.sandbox import apply as sandbox, landlock, pidns, userns
+from cellserver.sandbox.libc import libc
 from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
 
 PR_SET_PDEATHSIG = 1
@@ -107,7 +108,8 @@ class Provider:
     def warm(self) -> None:
         preloaded, failed, ms, huge = warm_template(self.preload, self.ipython_dir)
         self.emit(P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
-                          preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1)))
+                          preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1),
+                          merge=samepages.read_merge_state()))
 
     # -- commands -------------------------------------------------------------
     def start(self, cmd: P.Start) -> None:
@@ -162,10 +164,14 @@ class Provider:
                 parent = userns.enter_and_fork(sandbox.namespace_flags(self.plan, root is not None), parent,
                                                self.init)
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=parent))
+            # before the sandbox's seccomp filter, which forbids it
+            pages = samepages.SamePages(libc)
+            if not (cmd.mergeable and pages.opt_in()):
+                pages = None
             if self.sandbox.enabled:
                 sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,
                                       cmd.work_dir, cmd.sock_dir, rules)
-            run_kernel(key, cmd.sock_dir, cmd.work_dir)
+            run_kernel(key, cmd.sock_dir, cmd.work_dir, pages)
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 0

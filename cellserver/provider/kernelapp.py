@@ -31,7 +31,7 @@ import time
 import uuid
 
 from cellserver import filewatch
-from cellserver.provider import hugepages, layout
+from cellserver.provider import hugepages, layout, samepages
 from cellserver.sandbox.libc import libc
 
 MPL_INLINE = "module://matplotlib_inline.backend_inline"
@@ -307,8 +307,10 @@ def _make_app_class():
     return ForkedKernelApp
 
 
-def run_kernel(key: bytes, sock_dir: str, work_dir: str) -> None:
-    """In the forked, confined child: finish the app and serve until exit."""
+def run_kernel(key: bytes, sock_dir: str, work_dir: str, pages: "samepages.SamePages | None" = None) -> None:
+    """In the forked, confined child: finish the app and serve until exit.
+    ``pages``: the kernel opted in to samepage merging, and opts out before
+    its first execution (samepages.py)."""
     app = _app
     filewatch.set_root(work_dir)
     # An interrupt is SIGINT to the kernel's process group, and Linux hands a
@@ -322,4 +324,6 @@ def run_kernel(key: bytes, sock_dir: str, work_dir: str) -> None:
         app.finish(key, sock_dir)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if pages is not None:
+        samepages.opt_out_before_first_execution(app.shell, pages)
     app.start()

@@ -20,3 +20,25 @@ def restart_delay(failures: int, maximum: float, first: float = 0.5) -> float:
     if failures <= 0:
         return 0.0
     return min(maximum, first * 2 ** (failures - 1))
+
+
+# Ready kernels kept out of samepage merging (provider/samepages.py): a merged
+# kernel copies its shared pages back before its first execution (~11 ms
+# measured), so the kernel a quiet server hands out next should not be one.
+UNMERGED_READY = 1
+
+
+def may_merge(*, unmerged: int, enabled: bool, keep: int = UNMERGED_READY) -> bool:
+    """Whether the kernel about to start may have its pages merged while it
+    waits, given how many ready or starting kernels already may not."""
+    return enabled and unmerged >= keep
+
+
+def pick_ready(kernels: list[tuple[str, bool]]) -> str:
+    """Which ready kernel to hand out, from (id, may merge) oldest first: the
+    newest unmerged one, else the newest (it has waited least, so it has
+    the fewest merged pages to copy back).  ``kernels`` must not be empty."""
+    for kid, mergeable in reversed(kernels):
+        if not mergeable:
+            return kid
+    return kernels[-1][0]

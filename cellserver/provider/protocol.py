@@ -45,6 +45,7 @@ class Start:
     key: str          # hex HMAC key for the kernel's Session
     sock_dir: str     # where the kernel binds its ipc sockets
     work_dir: str     # the kernel's working directory (user files)
+    mergeable: bool = False   # opts in to samepage merging until its first execution (samepages.py)
     op: str = field(default="start", init=False)
 
 
@@ -67,6 +68,7 @@ class Hello:
     preloaded: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)   # module -> error text
     huge_mb: float = 0.0            # template memory in huge pages (hugepages.py)
+    merge: str = "off"              # whether idle kernels' pages are merged, or why not (samepages.py)
     op: str = field(default="hello", init=False)
 
 
@@ -111,7 +113,7 @@ EVENTS = {"hello": Hello, "started": Started, "start_failed": StartFailed,
 _TYPES: dict[str, tuple[type, ...]] = {
     "kid": (str,), "key": (str,), "sock_dir": (str,), "work_dir": (str,),
     "pid": (int,), "python": (str,), "warm_ms": (int, float), "fork_ms": (int, float),
-    "huge_mb": (int, float),
+    "huge_mb": (int, float), "merge": (str,), "mergeable": (bool,),
     "preloaded": (list, tuple), "failed": (dict,), "error": (str,),
     "code": (int, type(None)), "signal": (int, type(None)), "reason": (str,),
     "message": (str,),

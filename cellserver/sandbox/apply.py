@@ -23,6 +23,7 @@ import socket
 import time
 
 from cellserver.kernelid import node_of
+from cellserver.provider import samepages
 from cellserver.sandbox import landlock, mounts, pidns, trial, userns
 from cellserver.sandbox.libc import check, libc
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
@@ -288,9 +289,10 @@ def install_seccomp() -> None:
 
 
 def _build_filter():
-    """Deny list: EPERM for the calls above, raw IP and packet sockets, and new
-    user namespaces through clone; clone3 answers ENOSYS (its flags cannot be
-    inspected) so libc falls back to clone."""
+    """Deny list: EPERM for the calls above, raw IP and packet sockets, new
+    user namespaces through clone, and opting in to samepage merging; clone3
+    answers ENOSYS (its flags cannot be inspected) so libc falls back to
+    clone."""
     import pyseccomp as sc
 
     f = sc.SyscallFilter(defaction=sc.ALLOW)
@@ -305,4 +307,8 @@ def _build_filter():
     f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, socket.AF_PACKET))
     for family in (socket.AF_INET, socket.AF_INET6):   # raw IP; raw netlink (getifaddrs) stays allowed
         f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, family), sc.Arg(1, sc.MASKED_EQ, 0xF, socket.SOCK_RAW))
+    # Samepage merging: a kernel opts out before its first execution and may
+    # not opt in again (a side channel across kernels: samepages.py).
+    f.add_rule(eperm, "prctl", sc.Arg(0, sc.EQ, samepages.PR_SET_MEMORY_MERGE), sc.Arg(1, sc.NE, 0))
+    f.add_rule(eperm, "madvise", sc.Arg(2, sc.EQ, samepages.MADV_MERGEABLE))
     return f

@@ -16,6 +16,7 @@ from twisted.internet import defer, task
 
 from cellserver.kernels import KernelGone, NoCapacity
 from cellserver.pool import KernelPoolService
+from cellserver.provider import samepages
 from cellserver.provider_settings import ProviderSettings
 
 pytestmark = pytest.mark.integration
@@ -358,5 +359,60 @@ async def test_the_template_is_forked_from_huge_pages_and_kernels_still_work():
         k = await pool.take()
         msgs = await execute(k, "x = list(range(100000)); print(sum(x))")
         assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["4999950000\n"]
+    finally:
+        await stop_pool(pool)
+
+
+def _says_mergeable() -> bool:
+    try:
+        with open("/proc/self/ksm_stat") as f:
+            return "ksm_mergeable:" in f.read()
+    except OSError:
+        return False
+
+
+def _mergeable(pid: int) -> bool:
+    with open(f"/proc/{pid}/ksm_stat") as f:
+        return "ksm_mergeable: yes" in f.read()
+
+
+@pytest.mark.skipif(not _says_mergeable(), reason="needs KSM and a Linux that says whether a process is mergeable")
+@pytest_twisted.ensureDeferred
+async def test_idle_kernels_but_one_may_merge_and_each_opts_out_before_its_first_execution():
+    """samepages.py: of the ready kernels one stays unmerged (handed out
+    first), the others opt in; a kernel that opted in is no longer mergeable
+    once its first execution starts, so no user code runs on shared pages.
+    (Whether ksmd then merges is the kernel's side: loadtest/kernels_bench
+    measures the PSS it saves.)"""
+    pool = await start_pool(ready_kernels=3)
+    try:
+        await wait_for(lambda: pool.stats().ready == 3, 30, "3 ready kernels")
+        ready = list(pool._ready.values())
+        assert sorted(_mergeable(k.pid) for k in ready) == [False, True, True]
+        assert [k.mergeable for k in ready] == [_mergeable(k.pid) for k in ready]
+        first = await pool.take()
+        assert not first.mergeable                         # the unmerged one goes first
+        second = await pool.take()
+        assert second.mergeable and _mergeable(second.pid)
+        msgs = await execute(second, "print(open('/proc/self/ksm_stat').read().split('ksm_mergeable:')[1].split()[0])")
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["no\n"]
+        assert not _mergeable(second.pid)
+        msgs = await execute(second, "print(6 * 7)")               # and it goes on working
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["42\n"]
+        # refilled: still exactly one unmerged kernel among those ready or starting
+        await wait_for(lambda: pool.stats().ready == 3, 30, "the pool refilled")
+        assert sorted(k.mergeable for k in pool._ready.values()) == [False, True, True]
+    finally:
+        await stop_pool(pool)
+
+
+@pytest.mark.skipif(not _says_mergeable(), reason="needs KSM and a Linux that says whether a process is mergeable")
+@pytest_twisted.ensureDeferred
+async def test_with_merging_off_no_kernel_opts_in():
+    pool = await start_pool(ready_kernels=2, merge_idle=False)
+    try:
+        await wait_for(lambda: pool.stats().ready == 2, 30, "2 ready kernels")
+        assert [_mergeable(k.pid) for k in pool._ready.values()] == [False, False]
+        assert pool.provider_info.merge == samepages.read_merge_state()     # the host's state, said as is
     finally:
         await stop_pool(pool)

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytest_twisted
@@ -23,7 +24,7 @@ import treq
 from twisted.internet import reactor
 
 from tests.support.ports import free_port
-from tests.support.procs import children_of, host_pid, http_ok, kernel_runtime_dir, wait_until
+from tests.support.procs import children_of, descendants_of, host_pid, http_ok, kernel_runtime_dir, wait_until
 from tests.support.service import error_of, run
 from tests.support.wsclient import KernelWS, stdout_of
 
@@ -250,6 +251,38 @@ def test_privilege_escalation_calls_are_refused(server):
     assert error_of(r)[0] == "PermissionError"
     r = run(server, "import subprocess\nprint(subprocess.run(['unshare', '-U', 'true']).returncode)")
     assert r["stdout"].strip() not in ("0", "")
+
+
+def _mergeable_kernels(server) -> list[int]:
+    found = []
+    for pid in descendants_of(server["child"].pid):
+        try:
+            with open(f"/proc/{pid}/ksm_stat") as f:
+                if "ksm_mergeable: yes" in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_a_kernel_cannot_opt_in_to_samepage_merging(server):
+    """samepages.py: merging across kernels is a side channel, so user code
+    may neither mark its memory nor its process for it; a sandboxed ready
+    kernel that had opted in runs code like any other (it opted out first)."""
+    code = ("import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "print(libc.prctl(67, 1, 0, 0, 0), ctypes.get_errno())\n"          # PR_SET_MEMORY_MERGE
+            "m = mmap.mmap(-1, 1 << 20)\n"
+            "addr = ctypes.addressof(ctypes.c_char.from_buffer(m))\n"
+            "libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]\n"
+            "print(libc.madvise(addr, 1 << 20, 12), ctypes.get_errno())\n"   # MADV_MERGEABLE
+            "print(libc.madvise(addr, 1 << 20, 13))\n")                      # MADV_UNMERGEABLE: allowed
+    says = os.path.exists("/proc/self/ksm_stat") and "ksm_mergeable:" in open("/proc/self/ksm_stat").read()
+    if says:                        # of the 2 ready kernels, one opted in
+        wait_until(lambda: len(_mergeable_kernels(server)) == 1, 30, "a ready kernel that opted in")
+    with ThreadPoolExecutor(2) as ex:   # two at once: both ready kernels are used
+        results = list(ex.map(lambda _: run(server, code), range(2)))
+    for r in results:
+        assert r["stdout"].split() == ["-1", "1", "-1", "1", "0"], r
 
 
 def test_resource_exhaustion_fails_safely(server):

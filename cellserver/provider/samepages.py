@@ -1,0 +1,157 @@
+"""Idle ready kernels share their identical pages (KSM), until one is used.
+
+Why: every kernel's start writes into the same template objects in the same
+order (reference counts, GC headers, the interpreter's inline caches), so an
+idle ready kernel's ~10 MB of private pages are, for the most part,
+byte-for-byte the pages of every other ready kernel.  Fork cannot share
+them again; the kernel's samepage merging (``ksmd``) can: each kernel opts
+in with ``prctl(PR_SET_MEMORY_MERGE)`` (Linux 6.4) right after the fork, and
+``ksmd`` folds identical pages into one copy-on-write page.  Measured on the
+2-core VM with 8 ready kernels: PSS per idle kernel 20.0 -> 12.2 MB within
+10 s (RESULTS-provider.md).
+
+Why a kernel opts out before it runs any code: page deduplication across
+processes is a side channel (a process that can time its own writes learns
+whether another process holds a page with the same content) and a way to
+place a victim's data on a physical page of the attacker's choosing
+(rowhammer, "Flip Feng Shui").  So only kernels that have run nothing merge,
+and only what their start wrote, which is the same in every kernel and
+secret from no one (each kernel's key and random state sit on pages no other
+kernel has, so they never merge).  Before its first execution a kernel
+turns merging off, which also copies back every page it shares
+(``opt_out``, from IPython's ``pre_execute`` event); the sandbox's seccomp
+filter forbids turning it on again (``PR_SET_MEMORY_MERGE`` with a non-zero
+argument and ``madvise(MADV_MERGEABLE)``), so user code can neither merge
+nor probe.
+
+``ksmd`` is a host setting (``/sys/kernel/mm/ksm/run``, turned on by
+``deploy/install``): where it is off, or the kernel is older than 6.4,
+kernels simply keep their private pages and the provider's hello says why.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+PR_SET_MEMORY_MERGE = 67
+MADV_MERGEABLE, MADV_UNMERGEABLE = 12, 13
+KSM_RUN = "/sys/kernel/mm/ksm/run"
+KSM_STAT = "/proc/self/ksm_stat"
+USER_TOP = 1 << 47          # above every mapping a process gets without asking for more
+
+
+def merge_state(run_text: str | None, stat_text: str | None) -> str:
+    """Whether idle kernels' pages will be merged, from the text of
+    ``/sys/kernel/mm/ksm/run`` and of ``/proc/self/ksm_stat`` (None: no such
+    file): "on", or why not."""
+    if run_text is None:
+        return "off: this Linux has no KSM (/sys/kernel/mm/ksm)"
+    if stat_text is None or mergeable(stat_text) is None:
+        return "off: this Linux does not say whether a process is mergeable (ksm_stat); kernels do not opt in"
+    value = run_text.strip()
+    if value != "1":
+        return f"off: ksmd is not running (/sys/kernel/mm/ksm/run is {value!r}; deploy/install turns it on)"
+    return "on"
+
+
+def read_merge_state() -> str:
+    def text(path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return None
+    return merge_state(text(KSM_RUN), text(KSM_STAT))
+
+
+def mergeable_ranges(maps: str) -> list[tuple[int, int]]:
+    """The private writable mappings of a ``/proc/<pid>/maps`` text (the C
+    heap, anonymous memory, the data of loaded libraries; not the stack),
+    as (start, end): where a kernel's start writes.  Measured in a ready
+    kernel, 95% of its private pages lie in mappings it inherited from the
+    template, so marking those at the fork covers nearly all of them."""
+    spans = []
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5 or fields[1] != "rw-p":
+            continue
+        name = fields[5].strip() if len(fields) == 6 else ""
+        if name.startswith("[") and name != "[heap]":
+            continue
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        spans.append((lo, hi))
+    return spans
+
+
+def mergeable(stat: str) -> bool | None:
+    """Whether a ``/proc/<pid>/ksm_stat`` text says the process has any
+    mapping ``ksmd`` may merge (None: the kernel does not say, < 6.7)."""
+    for line in stat.splitlines():
+        if line.startswith("ksm_mergeable:"):
+            return line.split(":", 1)[1].strip() == "yes"
+    return None
+
+
+class SamePages:
+    """One kernel's opt-in and opt-out (in the child, after the fork)."""
+
+    def __init__(self, libc):
+        self.libc = libc
+        self.stat_fd: int | None = None
+
+    def opt_in(self) -> int:
+        """Mark this process's private writable mappings for merging; before
+        the sandbox's seccomp filter, which forbids it.  Returns the bytes
+        marked, 0 where the kernel cannot say whether a process is still
+        mergeable (then nothing is marked: the opt-out could not be checked)."""
+        try:
+            fd = os.open(KSM_STAT, os.O_RDONLY)      # kept: the sandbox may hide /proc later
+        except OSError:
+            return 0
+        if mergeable(os.pread(fd, 4096, 0).decode()) is None:
+            os.close(fd)
+            return 0
+        with open("/proc/self/maps") as f:
+            spans = mergeable_ranges(f.read())
+        madvise = self._madvise()
+        marked = sum(hi - lo for lo, hi in spans if madvise(lo, hi - lo, MADV_MERGEABLE) == 0)
+        if marked:
+            self.stat_fd = fd
+        else:
+            os.close(fd)
+        return marked
+
+    def opt_out(self) -> None:
+        """Unmark every mapping and copy back every page this process shares
+        through KSM, then check with the kernel that nothing is mergeable.
+        Raises ``OSError`` otherwise: the caller must then not run user code."""
+        madvise = self._madvise()
+        if madvise(0, USER_TOP, MADV_UNMERGEABLE) != 0:
+            e = ctypes.get_errno()
+            if e != 12:                              # ENOMEM: the range has holes, done for the rest
+                raise OSError(e, f"madvise(MADV_UNMERGEABLE): {os.strerror(e)}")
+        if mergeable(os.pread(self.stat_fd, 4096, 0).decode()) is not False:
+            raise OSError(0, "still mergeable after MADV_UNMERGEABLE")
+        os.close(self.stat_fd)
+        self.stat_fd = None
+
+    def _madvise(self):
+        madvise = self.libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return madvise
+
+
+def opt_out_before_first_execution(shell, pages: SamePages) -> None:
+    """Register the opt-out on the shell's ``pre_execute`` event (fired before
+    every cell, silent ones included, before any of its code runs); it
+    removes itself after the first.  Only for a process that opted in.  A
+    kernel that cannot opt out ends rather than run user code on merged
+    pages."""
+    def before():
+        shell.events.unregister("pre_execute", before)
+        try:
+            pages.opt_out()
+        except OSError as e:
+            os.write(2, f"kernel ends: {e}\n".encode())
+            os._exit(70)
+    shell.events.register("pre_execute", before)

@@ -1,0 +1,92 @@
+"""samepages.py: which mappings a kernel marks, what ``ksm_stat`` and the
+ksmd switch say (pure), and the opt-in / opt-out in a real process."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cellserver.provider import samepages
+from cellserver.provider.plan import may_merge, pick_ready
+
+MAPS = """\
+55d0c0a00000-55d0c0a21000 r--p 00000000 08:01 123 /usr/bin/python3.11
+55d0c0c00000-55d0c0c02000 rw-p 00200000 08:01 123 /usr/bin/python3.11
+55d0c1000000-55d0c3000000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000400000 rw-p 00000000 00:00 0
+7f0000400000-7f0004000000 ---p 00000000 00:00 0
+7f1000000000-7f1000001000 rw-s 00000000 00:05 9 /dev/zero (deleted)
+7f2000000000-7f2000100000 r-xp 00000000 08:01 77 /usr/lib/libc.so.6
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+7ffd00100000-7ffd00102000 r--p 00000000 00:00 0 [vvar]
+"""
+
+STAT_67 = "ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit 0\n" \
+          "ksm_merge_any: no\nksm_mergeable: {}\n"
+
+
+def test_the_private_writable_mappings_are_marked_not_the_stack_shared_or_reserved_ones():
+    assert samepages.mergeable_ranges(MAPS) == [
+        (0x55d0c0c00000, 0x55d0c0c02000),     # a library's data
+        (0x55d0c1000000, 0x55d0c3000000),     # the C heap
+        (0x7f0000000000, 0x7f0000400000),     # anonymous (pymalloc arenas, malloc)
+    ]
+    assert samepages.mergeable_ranges("") == []
+
+
+def test_ksm_stat_says_mergeable_or_nothing():
+    assert samepages.mergeable(STAT_67.format("yes")) is True
+    assert samepages.mergeable(STAT_67.format("no")) is False
+    assert samepages.mergeable("ksm_rmap_items 0\nksm_merging_pages 0\n") is None     # an older Linux
+
+
+def test_merge_state_says_why_not():
+    yes, no = STAT_67.format("no"), "ksm_rmap_items 0\n"
+    assert samepages.merge_state("1\n", yes) == "on"
+    assert "ksmd is not running" in samepages.merge_state("0\n", yes)
+    assert "'2'" in samepages.merge_state("2\n", yes)
+    assert "no KSM" in samepages.merge_state(None, None)
+    assert "does not say" in samepages.merge_state("1\n", no)
+    assert "does not say" in samepages.merge_state("1\n", None)
+
+
+def test_one_ready_kernel_stays_unmerged_and_goes_first():
+    assert not may_merge(unmerged=0, enabled=True)
+    assert may_merge(unmerged=1, enabled=True)
+    assert not may_merge(unmerged=5, enabled=False)
+    assert pick_ready([("a", True), ("b", False), ("c", True)]) == "b"
+    assert pick_ready([("a", False), ("b", False)]) == "b"         # the newest of the unmerged
+    assert pick_ready([("a", True), ("b", True)]) == "b"           # else the newest: least to copy back
+    assert pick_ready([("a", True)]) == "a"
+
+
+def _says_mergeable() -> bool:
+    try:
+        with open("/proc/self/ksm_stat") as f:
+            return samepages.mergeable(f.read()) is not None
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _says_mergeable(), reason="needs a Linux whose ksm_stat says whether a process is mergeable")
+def test_opt_in_marks_this_process_and_opt_out_leaves_nothing_mergeable():
+    code = textwrap.dedent("""
+        from cellserver.provider.samepages import SamePages, mergeable
+        from cellserver.sandbox.libc import libc
+        stat = lambda: mergeable(open("/proc/self/ksm_stat").read())
+        data = bytearray(8 << 20)                   # some anonymous memory of its own
+        pages = SamePages(libc)
+        assert stat() is False
+        marked = pages.opt_in()
+        assert marked >= len(data), marked
+        assert stat() is True
+        more = bytearray(8 << 20)                   # mapped later: not marked, still nothing left after
+        pages.opt_out()
+        assert stat() is False
+        assert pages.stat_fd is None
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "ok", r.stderr
