@@ -4,11 +4,12 @@ Why: every kernel's start writes into the same template objects in the same
 order (reference counts, GC headers, the interpreter's inline caches), so an
 idle ready kernel's ~10 MB of private pages are, for the most part,
 byte-for-byte the pages of every other ready kernel.  Fork cannot share
-them again; the kernel's samepage merging (``ksmd``) can: each kernel opts
-in with ``prctl(PR_SET_MEMORY_MERGE)`` (Linux 6.4) right after the fork, and
-``ksmd`` folds identical pages into one copy-on-write page.  Measured on the
-2-core VM with 8 ready kernels: PSS per idle kernel 20.0 -> 12.2 MB within
-10 s (RESULTS-provider.md).
+them again; the kernel's samepage merging (``ksmd``) can: right after the
+fork a kernel marks its private writable mappings ``MADV_MERGEABLE``
+(``opt_in``), and ``ksmd`` folds identical pages into one copy-on-write
+page.  Measured on the 2-core VM with 8 ready kernels and ksmd's default
+rate: PSS per idle kernel 20.3 -> 12.4 MB about 70 s after they started
+(loadtest/RESULTS-provider.md).
 
 Why a kernel opts out before it runs any code: page deduplication across
 processes is a side channel (a process that can time its own writes learns
@@ -18,15 +19,24 @@ place a victim's data on a physical page of the attacker's choosing
 and only what their start wrote, which is the same in every kernel and
 secret from no one (each kernel's key and random state sit on pages no other
 kernel has, so they never merge).  Before its first execution a kernel
-turns merging off, which also copies back every page it shares
-(``opt_out``, from IPython's ``pre_execute`` event); the sandbox's seccomp
-filter forbids turning it on again (``PR_SET_MEMORY_MERGE`` with a non-zero
-argument and ``madvise(MADV_MERGEABLE)``), so user code can neither merge
-nor probe.
+unmarks every mapping, which also copies back every page it shares, and
+checks with the kernel that nothing is left mergeable (``opt_out``, from
+IPython's ``pre_execute`` event); the sandbox's seccomp filter forbids
+marking anything again (``madvise(MADV_MERGEABLE)``, ``PR_SET_MEMORY_MERGE``),
+so user code can neither merge nor probe.
+
+What it costs: copying back ~2,200 merged pages adds ~11 ms to a merged
+kernel's first execution, so the pool keeps one ready kernel unmerged and
+hands it out first (``plan.pick_ready``); a burst after a quiet period pays
+it from the second kernel on.  ksmd scans at its own rate (~3% of one CPU
+while there is anything to scan), and merging splits some of the template's
+shared huge pages (hugepages.py), so a fresh kernel costs ~3 ms more CPU
+(~4%).  ``--no-merge-idle-kernels`` turns it off.
 
 ``ksmd`` is a host setting (``/sys/kernel/mm/ksm/run``, turned on by
-``deploy/install``): where it is off, or the kernel is older than 6.4,
-kernels simply keep their private pages and the provider's hello says why.
+``deploy/install``): where it is off, or Linux is too old to say whether a
+process is still mergeable (``ksm_stat``), kernels keep their private pages
+and the provider's hello says why.
 """
 from __future__ import annotations
 
