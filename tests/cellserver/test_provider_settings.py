@@ -123,3 +123,19 @@ def test_each_cell_server_can_have_its_own_kernel_accounts():
     with pytest.raises(usage.UsageError, match=r"--kernel-accounts \(64\) must be at least --max-kernels \(65\)"):
         Options().parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--kernel-accounts", "64",
                                 "--max-kernels", "65"])
+
+
+def test_merging_idle_kernels_is_on_unless_turned_off(tmp_path):
+    from cellserver.tap import Options
+
+    o = Options()
+    o.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--no-sandbox"])
+    assert o.settings.provider.merge_idle is True
+    o = Options()
+    o.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--no-sandbox", "--no-merge-idle-kernels"])
+    assert o.settings.provider.merge_idle is False
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[cellserver]\nno-merge-idle-kernels = true\nno-sandbox = true\n')
+    o = Options()
+    o.parseOptions(["--config", str(cfg), "--listen", "tcp:0:interface=127.0.0.1"])
+    assert o.settings.provider.merge_idle is False

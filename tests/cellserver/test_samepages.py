@@ -90,3 +90,44 @@ def test_opt_in_marks_this_process_and_opt_out_leaves_nothing_mergeable():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+class _Libc:
+    """madvise answering as told (pure logic of opt_out; the real calls are
+    tested above)."""
+
+    def __init__(self, ret: int, err: int = 0):
+        import ctypes
+        self.calls = []
+
+        def madvise(addr, length, advice):      # a function: ``SamePages`` sets its argtypes
+            self.calls.append((addr, length, advice))
+            ctypes.set_errno(err)
+            return ret
+        self.madvise = madvise
+
+
+def _opted_in(tmp_path, libc, stat: str) -> samepages.SamePages:
+    import os
+    path = tmp_path / "ksm_stat"
+    path.write_text(stat)
+    pages = samepages.SamePages(libc)
+    pages.stat_fd = os.open(path, os.O_RDONLY)
+    return pages
+
+
+def test_opt_out_accepts_holes_in_the_range_and_checks_the_result(tmp_path):
+    import errno
+    libc = _Libc(-1, errno.ENOMEM)               # holes between mappings: done for the rest
+    pages = _opted_in(tmp_path, libc, STAT_67.format("no"))
+    pages.opt_out()
+    assert libc.calls == [(0, samepages.USER_TOP, samepages.MADV_UNMERGEABLE)]
+    assert pages.stat_fd is None
+
+
+def test_opt_out_raises_when_refused_or_still_mergeable(tmp_path):
+    import errno
+    with pytest.raises(OSError, match="MADV_UNMERGEABLE"):
+        _opted_in(tmp_path, _Libc(-1, errno.EAGAIN), STAT_67.format("no")).opt_out()
+    with pytest.raises(OSError, match="still mergeable"):
+        _opted_in(tmp_path, _Libc(0), STAT_67.format("yes")).opt_out()
