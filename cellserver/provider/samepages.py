@@ -47,7 +47,6 @@ PR_SET_MEMORY_MERGE = 67
 MADV_MERGEABLE, MADV_UNMERGEABLE = 12, 13
 KSM_RUN = "/sys/kernel/mm/ksm/run"
 KSM_STAT = "/proc/self/ksm_stat"
-USER_TOP = 1 << 47          # above every mapping a process gets without asking for more
 
 
 def merge_state(run_text: str | None, stat_text: str | None) -> str:
@@ -93,6 +92,14 @@ def mergeable_ranges(maps: str) -> list[tuple[int, int]]:
     return spans
 
 
+def top_of(maps: str) -> int:
+    """The end of the highest mapping in a ``/proc/<pid>/maps`` text (the
+    stack's, usually): later mappings land below it unless asked to go
+    higher, which nothing in a kernel before its first execution does."""
+    return max((int(line.split("-", 1)[1].split()[0], 16) for line in maps.splitlines() if "-" in line),
+               default=0)
+
+
 def mergeable(stat: str) -> bool | None:
     """Whether a ``/proc/<pid>/ksm_stat`` text says the process has any
     mapping ``ksmd`` may merge (None: the kernel does not say, < 6.7)."""
@@ -108,6 +115,7 @@ class SamePages:
     def __init__(self, libc):
         self.libc = libc
         self.stat_fd: int | None = None
+        self.top = 0            # opt_out unmarks [0, top): every mapping there was at opt_in and below
 
     def opt_in(self) -> int:
         """Mark this process's private writable mappings for merging; before
@@ -122,7 +130,9 @@ class SamePages:
             os.close(fd)
             return 0
         with open("/proc/self/maps") as f:
-            spans = mergeable_ranges(f.read())
+            maps = f.read()
+        spans = mergeable_ranges(maps)
+        self.top = top_of(maps)
         madvise = self._madvise()
         marked = sum(hi - lo for lo, hi in spans if madvise(lo, hi - lo, MADV_MERGEABLE) == 0)
         if marked:
@@ -133,10 +143,11 @@ class SamePages:
 
     def opt_out(self) -> None:
         """Unmark every mapping and copy back every page this process shares
-        through KSM, then check with the kernel that nothing is mergeable.
+        through KSM, then check with the kernel that nothing is mergeable (a
+        mapping moved above ``top`` would be caught there).
         Raises ``OSError`` otherwise: the caller must then not run user code."""
         madvise = self._madvise()
-        if madvise(0, USER_TOP, MADV_UNMERGEABLE) != 0:
+        if madvise(0, self.top, MADV_UNMERGEABLE) != 0:
             e = ctypes.get_errno()
             if e != 12:                              # ENOMEM: the range has holes, done for the rest
                 raise OSError(e, f"madvise(MADV_UNMERGEABLE): {os.strerror(e)}")

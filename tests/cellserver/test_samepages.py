@@ -34,6 +34,8 @@ def test_the_private_writable_mappings_are_marked_not_the_stack_shared_or_reserv
         (0x7f0000000000, 0x7f0000400000),     # anonymous (pymalloc arenas, malloc)
     ]
     assert samepages.mergeable_ranges("") == []
+    assert samepages.top_of(MAPS) == 0x7ffd00102000
+    assert samepages.top_of("") == 0
 
 
 def test_ksm_stat_says_mergeable_or_nothing():
@@ -113,6 +115,7 @@ def _opted_in(tmp_path, libc, stat: str) -> samepages.SamePages:
     path.write_text(stat)
     pages = samepages.SamePages(libc)
     pages.stat_fd = os.open(path, os.O_RDONLY)
+    pages.top = 0x7ffd00102000
     return pages
 
 
@@ -121,7 +124,7 @@ def test_opt_out_accepts_holes_in_the_range_and_checks_the_result(tmp_path):
     libc = _Libc(-1, errno.ENOMEM)               # holes between mappings: done for the rest
     pages = _opted_in(tmp_path, libc, STAT_67.format("no"))
     pages.opt_out()
-    assert libc.calls == [(0, samepages.USER_TOP, samepages.MADV_UNMERGEABLE)]
+    assert libc.calls == [(0, 0x7ffd00102000, samepages.MADV_UNMERGEABLE)]
     assert pages.stat_fd is None
 
 
