@@ -164,9 +164,10 @@ class Provider:
                 parent = userns.enter_and_fork(sandbox.namespace_flags(self.plan, root is not None), parent,
                                                self.init)
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=parent))
-            # before the sandbox's seccomp filter, which forbids it
-            pages = samepages.SamePages(libc)
-            if not (cmd.mergeable and pages.opt_in()):
+            # before the sandbox's seccomp filter, which forbids it; not while
+            # ksmd is off (nothing would merge, the opt-out would be work for nothing)
+            pages = samepages.SamePages(libc) if cmd.mergeable and samepages.read_merge_state() == "on" else None
+            if pages is not None and not pages.opt_in():
                 pages = None
             if self.sandbox.enabled:
                 sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,

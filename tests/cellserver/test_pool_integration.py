@@ -376,7 +376,8 @@ def _mergeable(pid: int) -> bool:
         return "ksm_mergeable: yes" in f.read()
 
 
-@pytest.mark.skipif(not _says_mergeable(), reason="needs KSM and a Linux that says whether a process is mergeable")
+@pytest.mark.skipif(samepages.read_merge_state() != "on",
+                    reason="needs ksmd running (deploy/install) and a Linux that says whether a process is mergeable")
 @pytest_twisted.ensureDeferred
 async def test_idle_kernels_but_one_may_merge_and_each_opts_out_before_its_first_execution():
     """samepages.py: of the ready kernels one stays unmerged (handed out

@@ -23,6 +23,7 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 
+from cellserver.provider import samepages
 from tests.support.ports import free_port
 from tests.support.procs import children_of, descendants_of, host_pid, http_ok, kernel_runtime_dir, wait_until
 from tests.support.service import error_of, run
@@ -276,8 +277,7 @@ def test_a_kernel_cannot_opt_in_to_samepage_merging(server):
             "libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]\n"
             "print(libc.madvise(addr, 1 << 20, 12), ctypes.get_errno())\n"   # MADV_MERGEABLE
             "print(libc.madvise(addr, 1 << 20, 13))\n")                      # MADV_UNMERGEABLE: allowed
-    says = os.path.exists("/proc/self/ksm_stat") and "ksm_mergeable:" in open("/proc/self/ksm_stat").read()
-    if says:                        # of the 2 ready kernels, one opted in
+    if samepages.read_merge_state() == "on":     # of the 2 ready kernels, one opted in
         wait_until(lambda: len(_mergeable_kernels(server)) == 1, 30, "a ready kernel that opted in")
     with ThreadPoolExecutor(2) as ex:   # two at once: both ready kernels are used
         results = list(ex.map(lambda _: run(server, code), range(2)))
