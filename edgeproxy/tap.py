@@ -23,6 +23,7 @@ from twisted.python import usage
 from deploy.clientip import parse_networks
 from deploy.nodeconfig import NodeOptions, positive_float, positive_int
 from edgeproxy import policy as P
+from edgeproxy.edge import EdgeSettings
 
 _log = Logger(namespace="edgeproxy")
 STATIC_DEFAULT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cellserver", "static")
@@ -81,10 +82,13 @@ class Options(NodeOptions):
         ["permalink-global-burst", None, 400.0, "Burst of permalink requests in total.",
          positive_float("permalink-global-burst", 1)],
         ["max-conns-per-ip", None, 100, "Concurrent connections per client IP.", positive_int("max-conns-per-ip")],
-        ["check-interval", None, 1.0, "Seconds between health checks.", positive_float("check-interval", 0.05)],
-        ["check-timeout", None, 0.5, "Health check timeout (s).", positive_float("check-timeout", 0.01)],
-        ["check-fast-interval", None, 0.1, "Seconds to the next check while a backend is between up and down "
-         "(one check contradicted its state).", positive_float("check-fast-interval", 0.01)],
+        ["check-interval", None, EdgeSettings.check_interval, "Seconds between health checks.",
+         positive_float("check-interval", 0.05)],
+        ["check-timeout", None, EdgeSettings.check_timeout, "Health check timeout (s).",
+         positive_float("check-timeout", 0.01)],
+        ["check-fast-interval", None, EdgeSettings.check_fast_interval, "Seconds from the start of a check that "
+         "contradicted a backend's state to the start of the one confirming it (at once if it took longer).",
+         positive_float("check-fast-interval", 0.01)],
         ["rise", None, 2, "Good checks that mark a backend up.", positive_int("rise")],
         ["fall", None, 2, "Failed checks that mark a backend down.", positive_int("fall")],
         ["head-timeout", None, 10.0, "Seconds to receive a request head (slowloris).", positive_float("head-timeout", 0.1)],
@@ -99,7 +103,6 @@ class Options(NodeOptions):
     ]
 
     def postOptions(self):
-        from edgeproxy.edge import EdgeSettings
         from edgeproxy.tls import parse_ssl_description
 
         self.node_name("e1")

@@ -2,7 +2,7 @@
 
     python -m loadtest.edge_bench [--seconds 5] [--rounds 3] [--tool wrk|ab] [--requests N]
                                   [--connections 50] [--failover-rounds 2] [--no-failover] [--json FILE]
-                                  [--check-interval 1 --check-timeout 0.5] [--edge-python PYPY_VENV/bin/python]
+                                  [--check-interval 0.5 --check-timeout 0.4] [--edge-python PYPY_VENV/bin/python]
 
 Benchmark.  Everything on 127.0.0.1 free ports, in one run: one bare
 Twisted backend in its own process (a ``twisted.web`` ``Site`` answering a
@@ -64,6 +64,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from edgeproxy.edge import EdgeSettings
 from edgeproxy.reactor import TWISTD_OPTION as EDGE_REACTOR
 from loadtest.openloop import Latency, measure
 from loadtest.permalink_failover import Conn, free_ports   # shared with the permalink drills
@@ -601,8 +602,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=400.0, help="failover: POST /kernel per second (open loop)")
     ap.add_argument("--max-inflight", type=int, default=300, help="failover: cap on requests under way")
     ap.add_argument("--after", type=float, default=1.0, help="failover: seconds of load counted after detection")
-    ap.add_argument("--check-interval", type=float, default=1.0)
-    ap.add_argument("--check-timeout", type=float, default=0.5)
+    ap.add_argument("--check-interval", type=float, default=EdgeSettings.check_interval)
+    ap.add_argument("--check-timeout", type=float, default=EdgeSettings.check_timeout)
     ap.add_argument("--rise", type=int, default=2)
     ap.add_argument("--fall", type=int, default=2)
     ap.add_argument("--json", help="also write the figures to this file")

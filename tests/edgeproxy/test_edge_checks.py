@@ -1,6 +1,6 @@
 """The Edge's check scheduling on a MemoryReactorClock: a check that
-contradicts a backend's state is confirmed after ``check_fast_interval``,
-not a whole interval later."""
+contradicts a backend's state is confirmed ``check_fast_interval`` after it
+began (at once if it took longer), not a whole interval later."""
 from twisted.internet.testing import MemoryReactorClock
 
 from edgeproxy.edge import Edge, EdgeSettings
@@ -29,6 +29,26 @@ def test_a_failed_check_on_an_up_server_is_confirmed_fast(tmp_path):
     assert not edge.health["c1"].up and not edge._fast_checks
     reactor.advance(0.9)
     assert [t for t, _, _ in checks] == [0, 0.1, 1.0]    # then back to the regular interval
+    edge.stop_checks()
+
+
+def test_a_check_that_timed_out_is_confirmed_at_once_a_quick_failure_after_the_fast_interval(tmp_path):
+    reactor, edge, checks = make_edge(tmp_path)
+    edge.start_checks()
+    edge.health["c1"].up = True
+    reactor.advance(0.5)                                 # the check begun at 0 timed out
+    edge._record("c1", False, "TimeoutError", started=0.0)
+    reactor.advance(0)
+    assert [t for t, _, _ in checks] == [0, 0.5]         # confirming check at once, not at 0.6
+    edge._record("c1", False, "TimeoutError", started=0.5)
+    assert not edge.health["c1"].up                      # a stopped server: down after fall x timeout
+    edge.health["c1"].up = True
+    reactor.advance(0.2)
+    edge._record("c1", False, "HTTP 503", started=0.68)  # a quick failure is not re-asked a moment later
+    reactor.advance(0.07)
+    assert [t for t, _, _ in checks] == [0, 0.5]
+    reactor.advance(0.02)
+    assert [round(t, 2) for t, _, _ in checks] == [0, 0.5, 0.79]
     edge.stop_checks()
 
 
