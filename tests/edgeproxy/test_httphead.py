@@ -1,6 +1,6 @@
 """The edge's head parser and framing decisions: strict, smuggling-proof."""
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from edgeproxy import httphead as H
 
@@ -131,3 +131,36 @@ def test_head_end_only_raises_head_errors(data):
     except H.HeadError:
         return
     assert end == -1 or data[:end].endswith(b"\r\n\r\n")
+
+
+def slow_fields(data: bytes):
+    """The line-by-line reading of the fields after the first line, or None if it refuses them."""
+    try:
+        return H._parse_fields(H._lines(data)[1:])
+    except H.HeadError:
+        return None
+
+
+# Names and values drawn from the characters that decide: token and non-token
+# bytes, blanks, controls (tab is allowed in values), CR, LF, high bytes.
+NAME_BYTES = st.sampled_from([b"a", b"Z", b"-", b"!", b"~", b"1", b" ", b"\t", b":", b"(", b"\x80", b"\r", b"\n"])
+VALUE_BYTES = st.sampled_from([b"x", b" ", b"\t", b":", b"\x00", b"\x01", b"\x1f", b"\x7f", b"\x80", b"\xff",
+                               b"\r", b"\n", b"\r\n", b"\x0b", b"\"", b","])
+
+
+@given(st.lists(st.tuples(st.lists(NAME_BYTES, max_size=4).map(b"".join),
+                          st.lists(VALUE_BYTES, max_size=8).map(b"".join)), max_size=6))
+def test_the_one_pass_field_reading_agrees_with_the_line_by_line_one(fields):
+    data = b"GET / HTTP/1.1\r\n" + b"".join(n + b":" + v + b"\r\n" for n, v in fields) + b"\r\n"
+    assume(data.find(b"\r\n\r\n") == len(data) - 4)     # a head as find_head_end cuts it
+    start = data.index(b"\r\n") + 2
+    assert H._fast_fields(data, start) == slow_fields(data)
+
+
+def test_well_formed_heads_take_the_one_pass_way_and_blank_runs_cost_linear_time():
+    head = req(b"GET /x?y HTTP/1.1", b"Host: a", b"Accept:  text/html, */*  ", b"X-E:", b"X-Tab:\tv\tw\t")
+    assert H._fast_fields(head, head.index(b"\r\n") + 2) == [
+        (b"host", b"a"), (b"accept", b"text/html, */*"), (b"x-e", b""), (b"x-tab", b"v\tw")]
+    for value in (b" " * 15000 + b"\x01", b"\t " * 7000 + b"x\x01", b"x " * 7000 + b"\x01"):
+        with pytest.raises(H.HeadError):     # quadratic backtracking here would take seconds
+            H.parse_request_head(req(b"GET / HTTP/1.1", b"Host: a", b"X: " + value))
