@@ -142,3 +142,16 @@ listen = ["tcp:{edge}:interface=127.0.0.1"]
     assert not left, "the session load tester was left running"
     assert r.returncode == 1 and "drill: no pid for c1" in r.stdout, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_a_permalink_the_edge_would_not_read_back_is_unverified_not_lost():
+    from types import SimpleNamespace
+
+    from loadtest.drill import PermalinkWriter
+    answers = {"kept": (200, ["code kept"]), "changed": (200, ["other"]), "gone": (404, None),
+               "limited": (429, None), "down": (0, None)}
+    cluster = SimpleNamespace(base="https://127.0.0.1:8443/", get=lambda path: answers[path.split("=", 1)[1]])
+    writer = PermalinkWriter(cluster)
+    writer.acked = {"kept": "code kept", "changed": "code", "gone": "code", "limited": "code", "down": "code"}
+    lost, unread = writer.lost()
+    assert lost == ["changed", "gone"] and unread == [("limited", 429), ("down", 0)]
