@@ -42,7 +42,7 @@ _NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VALUE = rb"(?>(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?)"
 _FIELD_RE = re.compile(rb"(" + _NAME + rb"):(?>[ \t]*)(" + _VALUE + rb")[ \t]*\r\n")
 _FIELDS = re.compile(rb"(?:" + _NAME + rb":(?>[ \t]*)" + _VALUE + rb"[ \t]*\r\n)*\r\n")
-_REQUEST_LINE_CRLF = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n")
+_REQUEST_LINE_CRLF = re.compile(rb"(" + _NAME + rb") ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n")
 _STATUS_LINE_CRLF = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?\r\n")
 
 # RFC 9110 7.6.1: connection-specific ("hop-by-hop") fields, never forwarded.
