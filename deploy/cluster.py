@@ -403,8 +403,48 @@ def up(spec: ClusterSpec, timeout: float) -> int:
     return 0
 
 
+def supervised_config(argv: list[str]) -> str | None:
+    """The ``--config`` of a ``deploy.cluster supervise`` command line, else None."""
+    for i in range(len(argv) - 2):
+        if argv[i:i + 3] == ["-m", "deploy.cluster", "supervise"]:
+            rest = argv[i + 3:]
+            return rest[rest.index("--config") + 1] if "--config" in rest[:-1] else DEFAULT_CONFIG
+    return None
+
+
+def other_clusters(spec: ClusterSpec) -> list[tuple[int, str]]:
+    """Supervisors alive on this machine running another cluster file than
+    ``spec``'s, as (pid, config): a cluster started with ``--config
+    loadtest/bench-cluster.toml`` is stopped with that ``--config``, and a
+    ``down`` without it should say so rather than only "stopped"."""
+    found = []
+    mine = os.path.realpath(spec.config_path)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        config = supervised_config(argv)
+        if config is not None and os.path.realpath(config) != mine and _alive(int(entry)):
+            found.append((int(entry), config))
+    return sorted(found)
+
+
+def _mention_others(spec: ClusterSpec) -> None:
+    for pid, config in other_clusters(spec):
+        print(f"cluster: another cluster runs from {config} (supervisor pid {pid}); "
+              f"stop it with: deploy/cluster down --config {config}")
+
+
 def down(spec: ClusterSpec, timeout: float) -> int:
     pid = _read_pid(spec)
+    running = bool(pid or cluster_processes(spec))
+    if not running:
+        print(f"cluster: not running ({spec.config_path})")
+        _mention_others(spec)
     if pid:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -435,14 +475,18 @@ def down(spec: ClusterSpec, timeout: float) -> int:
         except FileNotFoundError:
             pass
     left = cluster_processes(spec)
-    print("cluster: stopped" if not left else f"cluster: still alive: {left}")
+    if left:
+        print(f"cluster: still alive: {left}")
+    elif running:
+        print("cluster: stopped")
     return 0 if not left else 1
 
 
 def status(spec: ClusterSpec) -> int:
     pid = _read_pid(spec)
     if not pid:
-        print("cluster: not running")
+        print(f"cluster: not running ({spec.config_path})")
+        _mention_others(spec)
         return 3
     try:
         with open(os.path.join(spec.run_dir, "status.json")) as f:
