@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,7 +40,10 @@ def test_down_and_status_without_a_cluster_name_the_one_that_runs(tmp_path, caps
     path.write_text(f'[cluster]\nvar = "{tmp_path}/var"\n')
     spec = load_cluster(str(path), str(ROOT), "/venv/bin")
     launcher.prepare(spec)
-    assert (proc.pid, other) in launcher.other_clusters(spec)
+    deadline = time.monotonic() + 10       # bounded: its command line is there once it runs
+    while (proc.pid, other) not in launcher.other_clusters(spec) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (proc.pid, other) in launcher.other_clusters(spec), open(f"/proc/{proc.pid}/cmdline", "rb").read()
     assert launcher.status(spec) == 3
     assert launcher.down(spec, 5) == 0
     out = capsys.readouterr().out
