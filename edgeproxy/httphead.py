@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
-TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-REQUEST_LINE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])$")
-STATUS_LINE = re.compile(rb"^HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?$")
+_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"           # a token (RFC 9110 5.6.2)
+_REQUEST = rb"(" + _NAME + rb") ([^\x00-\x20\x7f]+) HTTP/1\.([01])"
+_STATUS = rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?"
+TOKEN = re.compile(rb"^" + _NAME + rb"$")
+REQUEST_LINE = re.compile(rb"^" + _REQUEST + rb"$")
+STATUS_LINE = re.compile(rb"^" + _STATUS + rb"$")
 BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # The common case in one pass of the regex engine: a head every line of which is
@@ -38,12 +41,11 @@ BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # blanks and non-blanks alternate inside atomic groups, so no input makes the
 # engine backtrack much (a value of spaces would otherwise take it quadratic
 # time).  Not possessive quantifiers: CPython 3.11.2's get nested ones wrong.
-_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VALUE = rb"(?>(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?)"
 _FIELD_RE = re.compile(rb"(" + _NAME + rb"):(?>[ \t]*)(" + _VALUE + rb")[ \t]*\r\n")
 _FIELDS = re.compile(rb"(?:" + _NAME + rb":(?>[ \t]*)" + _VALUE + rb"[ \t]*\r\n)*\r\n")
-_REQUEST_LINE_CRLF = re.compile(rb"(" + _NAME + rb") ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n")
-_STATUS_LINE_CRLF = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?\r\n")
+_REQUEST_LINE_CRLF = re.compile(_REQUEST + rb"\r\n")
+_STATUS_LINE_CRLF = re.compile(_STATUS + rb"\r\n")
 
 # RFC 9110 7.6.1: connection-specific ("hop-by-hop") fields, never forwarded.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
