@@ -203,20 +203,23 @@ def _healthy(url: str, cafile: str | None) -> bool:
         return False
 
 
-def cluster_processes(spec: ClusterSpec) -> list[int]:
-    """PIDs of every process carrying this cluster's marker in its environment."""
-    want = f"{MARKER}={spec.var}".encode()
-    pids = []
+def _proc_lists(what: str):
+    """(pid, the NUL-separated list in /proc/<pid>/<what>) for every other
+    process whose file can be read (``environ``, ``cmdline``)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if want in f.read().split(b"\0"):
-                    pids.append(int(entry))
+            with open(f"/proc/{entry}/{what}", "rb") as f:
+                yield int(entry), f.read().split(b"\0")
         except OSError:
             continue
-    return [p for p in pids if _alive(p)]
+
+
+def cluster_processes(spec: ClusterSpec) -> list[int]:
+    """PIDs of every process carrying this cluster's marker in its environment."""
+    want = f"{MARKER}={spec.var}".encode()
+    return [pid for pid, environ in _proc_lists("environ") if want in environ and _alive(pid)]
 
 
 def _runtime_record(spec: ClusterSpec) -> str:
@@ -419,17 +422,10 @@ def other_clusters(spec: ClusterSpec) -> list[tuple[int, str]]:
     ``down`` without it should say so rather than only "stopped"."""
     found = []
     mine = os.path.realpath(spec.config_path)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode("utf-8", "replace").split("\0")
-        except OSError:
-            continue
-        config = supervised_config(argv)
-        if config is not None and os.path.realpath(config) != mine and _alive(int(entry)):
-            found.append((int(entry), config))
+    for pid, args in _proc_lists("cmdline"):
+        config = supervised_config([a.decode("utf-8", "replace") for a in args])
+        if config is not None and os.path.realpath(config) != mine and _alive(pid):
+            found.append((pid, config))
     return sorted(found)
 
 
