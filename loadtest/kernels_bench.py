@@ -132,7 +132,7 @@ async def ours(reactor, args, sandbox=None) -> dict:
 
     client = Session(key=b"unused")
     from cellserver.sandbox.settings import SandboxSettings
-    runtime = tempfile.mkdtemp(prefix="csb-", dir="/tmp")
+    runtime = tempfile.mkdtemp(prefix="csb-", dir=args.runtime_parent)
     os.chmod(runtime, 0o711)            # sandboxed kernels (other accounts) traverse it
     settings = ProviderSettings(ready_kernels=args.ready, max_kernels=max(32, args.ready + args.workers),
                                 runtime_dir=runtime, take_wait=30, merge_idle=args.merge_idle,
@@ -250,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="repeat the modes, every other round reversed")
     ap.add_argument("--merge-idle", action=argparse.BooleanOptionalAction, default=True,
                     help="idle ready kernels may have their pages merged (provider/samepages.py)")
+    ap.add_argument("--runtime-parent", default="/tmp",
+                    help="where the pool's runtime directory (kernels' sockets and work dirs) is made")
     ap.add_argument("--settle", type=float, default=180.0,
                     help="at most this many seconds for ksmd's three passes before the merged PSS figure "
                          "(0: skip it)")
