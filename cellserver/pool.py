@@ -36,7 +36,7 @@ from cellserver.kernelid import new_kernel_id
 from cellserver.kernels import NoCapacity, PoolStats
 from cellserver.provider import layout
 from cellserver.provider import protocol as P
-from cellserver.provider.plan import kernels_to_start, may_merge, pick_ready, restart_delay
+from cellserver.provider.plan import busy, kernels_to_start, may_merge, pick_ready, restart_delay, to_replace
 from cellserver.provider_settings import ProviderSettings
 from cellserver.sandbox.apply import cleanup as sandbox_cleanup, cgroup_dirs, stale_cgroups
 from cellserver.sandbox.mounts import unmount_home, unmount_under
@@ -135,6 +135,9 @@ class KernelPoolService(service.Service):
         self._starting: dict[str, ZmqKernel] = {}
         self._ready: OrderedDict[str, ZmqKernel] = OrderedDict()
         self._running: dict[str, ZmqKernel] = {}
+        self._retiring: dict[str, ZmqKernel] = {}     # ready kernels being replaced (at rest, to merge)
+        self._last_take: float | None = None
+        self._rest_call = None
         self._timers: dict[str, object] = {}
         self._waiters: deque[tuple[defer.Deferred, object]] = deque()
         self.provider_info: P.Hello | None = None
@@ -156,8 +159,10 @@ class KernelPoolService(service.Service):
         if self._ready:
             kernel = self._ready.pop(pick_ready([(k.id, k.mergeable) for k in self._ready.values()]))
             self._running[kernel.id] = kernel
+            self._taken()
             self._fill()
             return defer.succeed(kernel)
+        self._taken()
         d = defer.Deferred(lambda d: self._drop_waiter(d))
         timer = self.reactor.callLater(self.settings.take_wait, self._waiter_timeout, d)
         self._waiters.append((d, timer))
@@ -203,7 +208,7 @@ class KernelPoolService(service.Service):
     async def _stop(self) -> None:
         super().stopService()
         self._stopping = True
-        for call in (self._restart_call, self._fill_call):
+        for call in (self._restart_call, self._fill_call, self._rest_call):
             if call is not None and call.active():
                 call.cancel()
         self._fail_waiters("the server is shutting down")
@@ -318,10 +323,39 @@ class KernelPoolService(service.Service):
 
     # -- kernels --------------------------------------------------------------------------
     def _all(self) -> list[ZmqKernel]:
-        return [*self._starting.values(), *self._ready.values(), *self._running.values()]
+        return [*self._starting.values(), *self._ready.values(), *self._running.values(),
+                *self._retiring.values()]
 
     def _find(self, kid: str) -> ZmqKernel | None:
-        return self._starting.get(kid) or self._ready.get(kid) or self._running.get(kid)
+        return (self._starting.get(kid) or self._ready.get(kid) or self._running.get(kid)
+                or self._retiring.get(kid))
+
+    # -- merging at rest (plan.busy) -------------------------------------------------------
+    def _busy(self) -> bool:
+        return busy(now=self.reactor.seconds(), last_take=self._last_take, rest=self.settings.merge_rest)
+
+    def _taken(self) -> None:
+        self._last_take = self.reactor.seconds()
+        if self.settings.merge_idle and (self._rest_call is None or not self._rest_call.active()):
+            self._rest_call = self.reactor.callLater(self.settings.merge_rest, self._at_rest)
+
+    def _at_rest(self) -> None:
+        """``merge_rest`` after a take: if none came since, replace the ready
+        kernels the busy spell left unmerged (all but one) with ones that may
+        merge; else look again ``merge_rest`` after the latest take."""
+        self._rest_call = None
+        if self._stopping or not self._provider_up:
+            return
+        if self._busy():
+            self._rest_call = self.reactor.callLater(
+                self._last_take + self.settings.merge_rest - self.reactor.seconds(), self._at_rest)
+            return
+        unmerged_starting = sum(not k.mergeable for k in self._starting.values())
+        for kid in to_replace([(k.id, k.mergeable) for k in self._ready.values()],
+                              unmerged_starting=unmerged_starting, enabled=self.settings.merge_idle):
+            kernel = self._retiring[kid] = self._ready.pop(kid)
+            kernel.shutdown("replaced by a kernel that may merge while it waits")
+        self._fill()
 
     def _start_failed(self) -> None:
         """A kernel died or failed before it was ready: back off before starting
@@ -341,7 +375,7 @@ class KernelPoolService(service.Service):
                 self._fill_call = self.reactor.callLater(wait, self._fill)
             return
         n = kernels_to_start(ready=len(self._ready), starting=len(self._starting),
-                             running=len(self._running), waiting=len(self._waiters),
+                             running=len(self._running) + len(self._retiring), waiting=len(self._waiters),
                              ready_target=self.settings.ready_kernels,
                              capacity=self.settings.max_kernels)
         for _ in range(n):
@@ -359,7 +393,7 @@ class KernelPoolService(service.Service):
         kernel = ZmqKernel(self.reactor, self._ctx, kid, key, sock_dir, work_dir,
                            kill=self._kill, on_ready=self._on_ready)
         unmerged = sum(not k.mergeable for k in (*self._ready.values(), *self._starting.values()))
-        kernel.mergeable = may_merge(unmerged=unmerged, enabled=self.settings.merge_idle)
+        kernel.mergeable = may_merge(unmerged=unmerged, enabled=self.settings.merge_idle, busy=self._busy())
         self._starting[kid] = kernel
         self._timers[kid] = self.reactor.callLater(self.settings.start_timeout, self._start_timeout, kid)
         self._provider.send(P.Start(kid=kid, key=key, sock_dir=sock_dir, work_dir=work_dir,
@@ -399,7 +433,7 @@ class KernelPoolService(service.Service):
             self._forget(kernel, "shutdown", kill_group=True)
 
     def _forget(self, kernel: ZmqKernel, reason: str, kill_group: bool = False) -> None:
-        for table in (self._starting, self._ready, self._running):
+        for table in (self._starting, self._ready, self._running, self._retiring):
             table.pop(kernel.id, None)
         timer = self._timers.pop(kernel.id, None)
         if timer is not None and timer.active():

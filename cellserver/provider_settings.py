@@ -34,6 +34,7 @@ class ProviderSettings:
     restart_delay_max: float = 30.0    # longest back-off between provider restarts
     sandbox: SandboxSettings = SandboxSettings(enabled=False)   # set by the cell server's options
     merge_idle: bool = True            # idle ready kernels share identical pages (provider/samepages.py)
+    merge_rest: float = 10.0           # seconds without a take before new kernels may merge (plan.busy)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_kernels, int) or self.max_kernels < 1:
@@ -50,7 +51,7 @@ class ProviderSettings:
             if not os.path.isabs(self.runtime_dir):
                 raise ValueError(f"runtime-dir {self.runtime_dir!r} must be an absolute path")
             layout.check_sock_dir(os.path.join(self.runtime_dir, "sock", "01234567"))
-        for name in ("take_wait", "start_timeout", "restart_delay_max"):
+        for name in ("take_wait", "start_timeout", "restart_delay_max", "merge_rest"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive number, not {value!r}")
@@ -92,6 +93,10 @@ PROVIDER_OPTIONS = [
     ["take-wait", None, _D["take_wait"].default,
      "Seconds a kernel request waits for a kernel being started when none is ready.",
      positive_float("take-wait", minimum=0.001)],
+    ["merge-idle-rest", None, _D["merge_rest"].default,
+     "Seconds without a kernel handed out before new ready kernels may have their pages merged; "
+     "a busy pool starts them unmerged (merging costs each ~13% more CPU) and, once at rest, "
+     "replaces the unmerged spares.", positive_float("merge-idle-rest", minimum=0.001)],
 ]
 
 
@@ -110,6 +115,7 @@ def provider_settings_from_options(opts) -> ProviderSettings:
             runtime_dir=opts["runtime-dir"] or "",
             start_timeout=float(opts["kernel-start-timeout"]),
             take_wait=float(opts["take-wait"]),
+            merge_rest=float(opts["merge-idle-rest"]),
         )
     except ValueError as e:
         raise usage.UsageError(str(e)) from None

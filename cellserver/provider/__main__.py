@@ -64,6 +64,7 @@ class Provider:
         self.pid = os.getpid()
         self._root_spec = None          # the kernels' root file system (mounts layer), made once
         self._host_spec = None          # the same paths on the host's tree (landlock without mounts)
+        self.marks: samepages.Marks | None = None    # what kernels mark for merging (warm)
         if self.plan.layers.get("seccomp"):
             sandbox.seccomp_program()   # compiled once here, in the template; children only load it
 
@@ -107,6 +108,7 @@ class Provider:
     # -- start-up -------------------------------------------------------------
     def warm(self) -> None:
         preloaded, failed, ms, huge = warm_template(self.preload, self.ipython_dir)
+        self.marks = samepages.template_marks()     # last: what every kernel marks for merging
         self.emit(P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
                           preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1),
                           merge=samepages.read_merge_state()))
@@ -166,7 +168,7 @@ class Provider:
             confine(Confinement(work_dir=cmd.work_dir, sock_dir=cmd.sock_dir, parent_pid=parent))
             # before the sandbox's seccomp filter, which forbids it; not while
             # ksmd is off (nothing would merge, the opt-out would be work for nothing)
-            pages = samepages.SamePages(libc) if cmd.mergeable and samepages.read_merge_state() == "on" else None
+            pages = samepages.SamePages(libc, self.marks) if cmd.mergeable and samepages.read_merge_state() == "on" else None
             if pages is not None and not pages.opt_in():
                 pages = None
             if self.sandbox.enabled:

@@ -28,10 +28,36 @@ def restart_delay(failures: int, maximum: float, first: float = 0.5) -> float:
 UNMERGED_READY = 1
 
 
-def may_merge(*, unmerged: int, enabled: bool, keep: int = UNMERGED_READY) -> bool:
+def busy(*, now: float, last_take: float | None, rest: float) -> bool:
+    """Whether kernels are being handed out: one was within ``rest`` seconds.
+    Why it matters: merging costs a kernel ~5-8 ms of CPU whether or not
+    anything was merged (marking at the fork, and unmarking before the first
+    execution walks every page marked: RESULTS-provider.md), ~13% of a fresh
+    kernel, and a kernel handed out within seconds has had nothing merged
+    (ksmd needs about a minute for its passes).  So a busy pool starts its
+    kernels unmerged, and merging is for a pool at rest."""
+    return last_take is not None and now - last_take < rest
+
+
+def may_merge(*, unmerged: int, enabled: bool, busy: bool = False, keep: int = UNMERGED_READY) -> bool:
     """Whether the kernel about to start may have its pages merged while it
-    waits, given how many ready or starting kernels already may not."""
-    return enabled and unmerged >= keep
+    waits, given how many ready or starting kernels already may not, and
+    whether the pool is ``busy``."""
+    return enabled and not busy and unmerged >= keep
+
+
+def to_replace(ready: list[tuple[str, bool]], *, unmerged_starting: int, enabled: bool,
+               keep: int = UNMERGED_READY) -> list[str]:
+    """The ready kernels a pool come to rest replaces with ones that may
+    merge, from (id, may merge) oldest first: the unmerged beyond ``keep``
+    (those starting unmerged count first), oldest first, so the newest stays
+    the one ``pick_ready`` hands out.  A busy spell leaves every ready kernel
+    unmerged; one kernel start each (~45 ms of CPU, once) buys back ~8 MB of
+    each while the pool waits."""
+    if not enabled:
+        return []
+    unmerged = [kid for kid, mergeable in ready if not mergeable]
+    return unmerged[:max(0, len(unmerged) + unmerged_starting - keep)]
 
 
 def pick_ready(kernels: list[tuple[str, bool]]) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import NamedTuple
 
 PR_SET_MEMORY_MERGE = 67
 MADV_MERGEABLE, MADV_UNMERGEABLE = 12, 13
@@ -73,22 +74,46 @@ def read_merge_state() -> str:
     return merge_state(text(KSM_RUN), text(KSM_STAT))
 
 
+def _markable(fields: list[str]) -> tuple[int, int] | None:
+    """(start, end) of a ``/proc/<pid>/maps`` line's mapping if a kernel's
+    start may write there (private and writable, not the stack or another
+    special mapping), else None."""
+    if len(fields) < 5 or fields[1] != "rw-p" or "-" not in fields[0]:
+        return None
+    name = fields[5].strip() if len(fields) == 6 else ""
+    if name.startswith("[") and name != "[heap]":
+        return None
+    lo, hi = (int(x, 16) for x in fields[0].split("-"))
+    return lo, hi
+
+
 def mergeable_ranges(maps: str) -> list[tuple[int, int]]:
     """The private writable mappings of a ``/proc/<pid>/maps`` text (the C
     heap, anonymous memory, the data of loaded libraries; not the stack),
     as (start, end): where a kernel's start writes.  Measured in a ready
     kernel, 95% of its private pages lie in mappings it inherited from the
     template, so marking those at the fork covers nearly all of them."""
-    spans = []
-    for line in maps.splitlines():
+    return [span for span in map(_markable, (line.split(maxsplit=5) for line in maps.splitlines())) if span]
+
+
+def resident_ranges(smaps: str, min_resident: float = 0.25) -> list[tuple[int, int]]:
+    """``mergeable_ranges`` of a ``/proc/<pid>/smaps`` text, less the
+    mappings under ``min_resident`` resident.  Why: unmarking costs a page
+    walk per 4 KiB of every marked mapping, resident or not (Linux's
+    ``unmerge_ksm_pages``), and the template holds ~64 MB of reserved,
+    untouched buffers (OpenBLAS's among them) beside its ~75 MB in use;
+    nothing a kernel's start writes lands there.  The template computes this
+    once and every kernel marks the same spans, without reading its own
+    maps (RESULTS-provider.md)."""
+    spans, vma = [], None
+    for line in smaps.splitlines():
         fields = line.split(maxsplit=5)
-        if len(fields) < 5 or fields[1] != "rw-p":
-            continue
-        name = fields[5].strip() if len(fields) == 6 else ""
-        if name.startswith("[") and name != "[heap]":
-            continue
-        lo, hi = (int(x, 16) for x in fields[0].split("-"))
-        spans.append((lo, hi))
+        if fields and fields[0] == "Rss:":
+            if vma is not None and int(fields[1]) * 1024 >= min_resident * (vma[1] - vma[0]):
+                spans.append(vma)
+            vma = None
+        elif fields and not fields[0].endswith(":"):
+            vma = _markable(fields)
     return spans
 
 
@@ -109,19 +134,41 @@ def mergeable(stat: str) -> bool | None:
     return None
 
 
+class Marks(NamedTuple):
+    """What every kernel marks, found once in the template: the spans, and
+    the top of the address space for the opt-out's one call."""
+    spans: list[tuple[int, int]]
+    top: int
+
+
+def template_marks() -> Marks | None:
+    """``Marks`` of this process (the template, after its last allocation
+    before forking); None where /proc cannot say."""
+    try:
+        with open("/proc/self/smaps") as f:
+            smaps = f.read()
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    return Marks(resident_ranges(smaps), top_of(maps))
+
+
 class SamePages:
     """One kernel's opt-in and opt-out (in the child, after the fork)."""
 
-    def __init__(self, libc):
+    def __init__(self, libc, marks: Marks | None = None):
         self.libc = libc
+        self.marks = marks      # None: this process's own mappings, read at opt_in
         self.stat_fd: int | None = None
         self.top = 0            # opt_out unmarks [0, top): every mapping there was at opt_in and below
 
     def opt_in(self) -> int:
-        """Mark this process's private writable mappings for merging; before
-        the sandbox's seccomp filter, which forbids it.  Returns the bytes
-        marked, 0 where the kernel cannot say whether a process is still
-        mergeable (then nothing is marked: the opt-out could not be checked)."""
+        """Mark this process's private writable mappings for merging (the
+        template's ``marks``, else all of them); before the sandbox's seccomp
+        filter, which forbids it.  Returns the bytes marked, 0 where the
+        kernel cannot say whether a process is still mergeable (then nothing
+        is marked: the opt-out could not be checked)."""
         try:
             fd = os.open(KSM_STAT, os.O_RDONLY)      # kept: the sandbox may hide /proc later
         except OSError:
@@ -129,10 +176,12 @@ class SamePages:
         if mergeable(os.pread(fd, 4096, 0).decode()) is None:
             os.close(fd)
             return 0
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-        spans = mergeable_ranges(maps)
-        self.top = top_of(maps)
+        if self.marks is None:
+            with open("/proc/self/maps") as f:
+                maps = f.read()
+            spans, self.top = mergeable_ranges(maps), top_of(maps)
+        else:
+            spans, self.top = self.marks
         madvise = self._madvise()
         marked = sum(hi - lo for lo, hi in spans if madvise(lo, hi - lo, MADV_MERGEABLE) == 0)
         if marked:

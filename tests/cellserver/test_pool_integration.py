@@ -385,7 +385,7 @@ async def test_idle_kernels_but_one_may_merge_and_each_opts_out_before_its_first
     once its first execution starts, so no user code runs on shared pages.
     (Whether ksmd then merges is the kernel's side: loadtest/kernels_bench
     measures the PSS it saves.)"""
-    pool = await start_pool(ready_kernels=3)
+    pool = await start_pool(ready_kernels=3, merge_rest=3.0)
     try:
         await wait_for(lambda: pool.stats().ready == 3, 30, "3 ready kernels")
         ready = list(pool._ready.values())
@@ -395,14 +395,20 @@ async def test_idle_kernels_but_one_may_merge_and_each_opts_out_before_its_first
         assert not first.mergeable                         # the unmerged one goes first
         second = await pool.take()
         assert second.mergeable and _mergeable(second.pid)
+        # a busy pool starts its kernels unmerged (plan.busy): the two refills
+        assert [k.mergeable for k in pool._starting.values()] == [False, False]
         msgs = await execute(second, "print(open('/proc/self/ksm_stat').read().split('ksm_mergeable:')[1].split()[0])")
         assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["no\n"]
         assert not _mergeable(second.pid)
         msgs = await execute(second, "print(6 * 7)")               # and it goes on working
         assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["42\n"]
-        # refilled: still exactly one unmerged kernel among those ready or starting
-        await wait_for(lambda: pool.stats().ready == 3, 30, "the pool refilled")
-        assert sorted(k.mergeable for k in pool._ready.values()) == [False, True, True]
+        # at rest (3 s without a take) the spare unmerged refill is replaced
+        # by one that merges: one unmerged kernel again, the newest
+        await wait_for(lambda: pool.stats().ready == 3 and not pool._retiring
+                       and sorted(k.mergeable for k in pool._ready.values()) == [False, True, True],
+                       30, "the pool at rest with one unmerged kernel")
+        ready = list(pool._ready.values())
+        assert [k.mergeable for k in ready] == [_mergeable(k.pid) for k in ready]
     finally:
         await stop_pool(pool)
 

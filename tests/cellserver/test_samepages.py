@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from cellserver.provider import samepages
-from cellserver.provider.plan import may_merge, pick_ready
+from cellserver.provider.plan import busy, may_merge, pick_ready, to_replace
 
 MAPS = """\
 55d0c0a00000-55d0c0a21000 r--p 00000000 08:01 123 /usr/bin/python3.11
@@ -38,6 +38,37 @@ def test_the_private_writable_mappings_are_marked_not_the_stack_shared_or_reserv
     assert samepages.top_of("") == 0
 
 
+SMAPS = """\
+55d0c0c00000-55d0c0c02000 rw-p 00200000 08:01 123 /usr/bin/python3.11
+Size:                  8 kB
+Rss:                   8 kB
+VmFlags: rd wr mr mw me ac sd
+55d0c1000000-55d0c3000000 rw-p 00000000 00:00 0 [heap]
+Size:              32768 kB
+Rss:                8192 kB
+7f0000000000-7f0002000000 rw-p 00000000 00:00 0
+Size:              32768 kB
+Rss:                8188 kB
+7f1000000000-7f1000001000 rw-s 00000000 00:05 9 /dev/zero (deleted)
+Size:                  4 kB
+Rss:                   4 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+Size:                132 kB
+Rss:                 132 kB
+"""
+
+
+def test_the_template_marks_only_mappings_it_mostly_uses():
+    # a quarter resident is enough (the heap); just under it (a reserved
+    # buffer) is left out; shared mappings and the stack never count
+    assert samepages.resident_ranges(SMAPS) == [
+        (0x55d0c0c00000, 0x55d0c0c02000),
+        (0x55d0c1000000, 0x55d0c3000000),
+    ]
+    assert samepages.resident_ranges(SMAPS, min_resident=0.5) == [(0x55d0c0c00000, 0x55d0c0c02000)]
+    assert samepages.resident_ranges("") == []
+
+
 def test_ksm_stat_says_mergeable_or_nothing():
     assert samepages.mergeable(STAT_67.format("yes")) is True
     assert samepages.mergeable(STAT_67.format("no")) is False
@@ -58,10 +89,28 @@ def test_one_ready_kernel_stays_unmerged_and_goes_first():
     assert not may_merge(unmerged=0, enabled=True)
     assert may_merge(unmerged=1, enabled=True)
     assert not may_merge(unmerged=5, enabled=False)
+    assert not may_merge(unmerged=5, enabled=True, busy=True)
     assert pick_ready([("a", True), ("b", False), ("c", True)]) == "b"
     assert pick_ready([("a", False), ("b", False)]) == "b"         # the newest of the unmerged
     assert pick_ready([("a", True), ("b", True)]) == "b"           # else the newest: least to copy back
     assert pick_ready([("a", True)]) == "a"
+
+
+def test_a_pool_is_busy_for_a_rest_after_each_take():
+    assert not busy(now=100.0, last_take=None, rest=10.0)          # nothing handed out yet
+    assert busy(now=100.0, last_take=95.0, rest=10.0)
+    assert busy(now=104.999, last_take=95.0, rest=10.0)
+    assert not busy(now=105.0, last_take=95.0, rest=10.0)
+
+
+def test_at_rest_the_unmerged_spares_are_replaced_oldest_first_keeping_one():
+    ready = [("a", False), ("b", True), ("c", False), ("d", False)]
+    assert to_replace(ready, unmerged_starting=0, enabled=True) == ["a", "c"]   # "d" goes out first
+    assert to_replace(ready, unmerged_starting=1, enabled=True) == ["a", "c", "d"]
+    assert to_replace([("a", False), ("b", True)], unmerged_starting=0, enabled=True) == []
+    assert to_replace([("a", True)], unmerged_starting=0, enabled=True) == []
+    assert to_replace(ready, unmerged_starting=0, enabled=False) == []
+    assert to_replace(ready, unmerged_starting=0, enabled=True, keep=0) == ["a", "c", "d"]
 
 
 def _says_mergeable() -> bool:
@@ -75,7 +124,7 @@ def _says_mergeable() -> bool:
 @pytest.mark.skipif(not _says_mergeable(), reason="needs a Linux whose ksm_stat says whether a process is mergeable")
 def test_opt_in_marks_this_process_and_opt_out_leaves_nothing_mergeable():
     code = textwrap.dedent("""
-        from cellserver.provider.samepages import SamePages, mergeable
+        from cellserver.provider.samepages import SamePages, mergeable, template_marks
         from cellserver.sandbox.libc import libc
         stat = lambda: mergeable(open("/proc/self/ksm_stat").read())
         data = bytearray(8 << 20)                   # some anonymous memory of its own
@@ -88,6 +137,14 @@ def test_opt_in_marks_this_process_and_opt_out_leaves_nothing_mergeable():
         pages.opt_out()
         assert stat() is False
         assert pages.stat_fd is None
+        # the template's way: the spans it uses, found once, marked without reading maps
+        used = bytearray(b"x" * (8 << 20))         # resident
+        marks = template_marks()
+        pages = SamePages(libc, marks)
+        assert pages.opt_in() >= len(used)
+        assert stat() is True
+        pages.opt_out()
+        assert stat() is False
         print("ok")
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
