@@ -28,10 +28,14 @@ so user code can neither merge nor probe.
 What it costs: copying back ~2,200 merged pages adds ~11 ms to a merged
 kernel's first execution, so the pool keeps one ready kernel unmerged and
 hands it out first (``plan.pick_ready``); a burst after a quiet period pays
-it from the second kernel on.  ksmd scans at its own rate (~3% of one CPU
-while there is anything to scan), and merging splits some of the template's
-shared huge pages (hugepages.py), so a fresh kernel costs ~3 ms more CPU
-(~4%).  ``--no-merge-idle-kernels`` turns it off.
+it from the second kernel on.  Marking and unmarking cost ~5 ms of CPU
+whether anything merged or not (the opt-out walks every marked page), so a
+busy pool starts its kernels unmerged and replaces the spares once at rest
+(``plan.busy``, ``plan.to_replace``), and kernels mark only the mappings the
+template mostly uses (``template_marks``).  ksmd scans at its own rate (~3%
+of one CPU while there is anything to scan), and merging splits some of the
+template's shared huge pages (hugepages.py).  ``--no-merge-idle-kernels``
+turns it off.
 
 ``ksmd`` is a host setting (``/sys/kernel/mm/ksm/run``, turned on by
 ``deploy/install``): where it is off, or Linux is too old to say whether a
