@@ -85,6 +85,12 @@ def cpu_seconds(pid: str | int, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def children_system_seconds(pid: str | int) -> float:
+    """System CPU of a process's reaped children (``cstime``), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[14]) / os.sysconf("SC_CLK_TCK")
+
+
 def children_faults(pid: str | int) -> int:
     """Minor page faults of a process's reaped children (``cminflt``): for
     the provider, its kernels' copy-on-write copies of the template, each a
@@ -232,12 +238,13 @@ async def ours(reactor, args, sandbox=None) -> dict:
         own0, prov0, kern0 = cpu_seconds("self"), cpu_seconds(pp), cpu_seconds(pp, children=True)
         ksmd = _ksmd_pid()
         ksmd0 = cpu_seconds(ksmd) if ksmd else 0.0
-        faults0 = children_faults(pp)
+        faults0, ksys0 = children_faults(pp), children_system_seconds(pp)
         await defer.gatherResults([defer.Deferred.fromCoroutine(worker()) for _ in range(args.workers)])
         out["rate"] = args.kernels / (time.perf_counter() - t)
         own, prov = cpu_seconds("self") - own0, cpu_seconds(pp) - prov0
         kern = cpu_seconds(pp, children=True) - kern0 - prov
         out["cpu_ms"] = [1000 * x / args.kernels for x in (own, prov, kern)]
+        out["kernel_sys_ms"] = [1000 * (children_system_seconds(pp) - ksys0) / args.kernels]
         out["faults"] = [(children_faults(pp) - faults0) / args.kernels]
         out["ksmd_ms"] = [1000 * (cpu_seconds(ksmd) - ksmd0) / args.kernels] if ksmd else []
         out["ready_times"] = [s * 1000 for s in pool.ready_times]
@@ -297,7 +304,8 @@ def main(argv=None) -> int:
               f"{'':>9} {'/s':>5}  >= 40/s  (rounds: {rates})")
         own, prov, kern = (statistics.mean(c[i] for c in r["cpus"]) for i in range(3))
         print(f"{'CPU per fresh kernel, all processes':<46} {'':>6} {own + prov + kern:>9.1f} {'':>9} "
-              f"{'ms':>5}  ({own:.1f} cell server, {prov:.1f} provider, {kern:.1f} kernel)")
+              f"{'ms':>5}  ({own:.1f} cell server, {prov:.1f} provider, {kern:.1f} kernel, "
+              f"{statistics.mean(r['kernel_sys_ms']):.1f} of it in Linux)")
         print(f"{'page faults per fresh kernel (its copies)':<46} {'':>6} {statistics.mean(r['faults']):>9.0f}")
         print(fmt("PSS per idle ready kernel, just started", r["pss"], unit="MB",
                   target="" if r.get("pss_merged") else "<= 15 MB"))

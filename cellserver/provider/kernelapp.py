@@ -31,7 +31,7 @@ import time
 import uuid
 
 from cellserver import filewatch
-from cellserver.provider import hugepages, layout, samepages
+from cellserver.provider import hugepages, interrupts, layout, samepages
 from cellserver.sandbox.libc import libc
 
 MPL_INLINE = "module://matplotlib_inline.backend_inline"
@@ -295,6 +295,7 @@ def _make_app_class():
             self.init_kernel()
             assert self.kernel.shell is self.warm_shell
             self.warm_shell.kernel = self.kernel
+            interrupts.install(self.kernel, self.warm_shell)     # an early interrupt waits for the code
             self.init_path()
             self.init_shell()
             if self.shell:

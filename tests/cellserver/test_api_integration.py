@@ -136,6 +136,23 @@ async def test_interrupt_stops_a_loop_and_the_kernel_stays_usable(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_interrupt_before_the_code_starts_is_not_lost(server):
+    """interrupts.py: a Stop that lands while IPython prepares the cell (here
+    a slow ``pre_execute`` callback, where IPython swallows KeyboardInterrupt)
+    interrupts the cell instead of letting it run to its end."""
+    info, ws = await open_kernel(server["base"])
+    await ws.run("import time; get_ipython().events.register('pre_execute', lambda: time.sleep(0.5))")
+    mid = ws.execute("while True: pass")
+    await ws.until(lambda m: m["parent_header"].get("msg_id") == mid and m["msg_type"] == "execute_input")
+    ws.send("interrupt_request", {}, channel="control")
+    msgs = await ws.finished(mid)
+    assert reply_of(msgs)["status"] == "error"
+    assert any(m["msg_type"] == "error" and m["content"]["ename"] == "KeyboardInterrupt" for m in msgs)
+    assert stdout_of(await ws.run("print(6*7)")) == "42\n"
+    ws.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_twenty_fast_requests_all_end_and_the_last_is_right(server):
     info, ws = await open_kernel(server["base"])
     ids = [ws.execute(f"import time; time.sleep(0.2); print({i})") for i in range(20)]
