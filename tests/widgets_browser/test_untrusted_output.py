@@ -100,6 +100,38 @@ display(h)
     assert host_hits(page) == {"hits": [], "title": HOST_TITLE}
 
 
+def test_kernel_markup_cannot_clobber_page_globals_or_cover_the_page(harness):
+    """An element id is a global of the page (``window.hostConfig``, named
+    access): JupyterLab's sanitizer turns ids into ``data-jupyter-id``.
+    Absolute positions pass it: every Lumino widget is ``position: relative;
+    overflow: hidden``, so a page-sized cover stays inside the widget.  A
+    guard for both, should either library change."""
+    page = harness
+    area = run(page, """import ipywidgets as widgets
+from IPython.display import display, HTML
+display(widgets.HTML("<b id='hostConfig' class='idd'>named</b>"
+                     "<div class='cover' style='position: absolute; top: 0; left: 0; width: 3000px;"
+                     " height: 3000px; background: red'>cover</div>"))
+out = widgets.Output()
+display(out)
+with out:
+    display(HTML("<i id='hostSettings' class='idd'>in output</i>"))
+""")
+    wait_text(area.locator(".widget-html b.idd"), "named")
+    wait_text(area.locator(".widget-output i.idd"), "in output")
+    assert area.locator(".idd[id]").count() == 0
+    assert area.locator(".idd[data-jupyter-id='hostConfig']").count() == 1
+    assert page.evaluate("() => [typeof window.hostConfig, typeof window.hostSettings]") == ["undefined"] * 2
+    # the page's own status line, above the cell, is still what is at its place
+    assert page.evaluate("""() => { const s = document.getElementById('state').getBoundingClientRect();
+        const hit = document.elementFromPoint(s.left + 2, s.top + 2);
+        return hit && hit.id; }""") == "state"
+    box = area.locator(".cellstack-widget-area").first.bounding_box()
+    inside = page.evaluate("([x, y]) => document.elementFromPoint(x, y).className",
+                           [box["x"] + 5, box["y"] + 5])
+    assert "cover" in inside
+
+
 def test_interact_html_and_ipywidgets_interact_stay_out_of_the_page(harness):
     page = harness
     area = run(page, """from cellserver.interacts import *
