@@ -139,6 +139,20 @@ def _warm_lazy_paths(shell) -> None:
         del etype, value, tb
 
 
+WARM_RUNS = 10          # CPython 3.11 quickens a code object at its 8th call
+
+
+def _warm_execution(shell) -> None:
+    """Run a statement through IPython's ``run_cell`` a few times in the
+    template, so a kernel's first cell finds that path already run: code
+    objects quickened (before that, CPython 3.11 writes a counter into a
+    code object at each call, and in a fork each such write copies a page)
+    and first-use caches filled, here once instead of in every kernel."""
+    for _ in range(WARM_RUNS):
+        shell.run_cell("__cellstack_warm__ = 1 + 1", store_history=False, silent=False)
+    shell.user_ns.pop("__cellstack_warm__", None)
+
+
 def _warm_matplotlib() -> None:
     import matplotlib
     matplotlib.use(MPL_INLINE)
@@ -224,6 +238,7 @@ def _make_app_class():
                 shell.user_ns_hidden.update(interact_names)
             except Exception:                   # no ipywidgets: kernels still start
                 pass
+            _warm_execution(shell)
             self.warm_module_keys = frozenset(sys.modules)    # last: ipywidgets and the interacts included
 
         def _startup_files(self) -> bool:
@@ -265,6 +280,26 @@ def _make_app_class():
                 super().init_kernel()
             finally:
                 ipkernel.sys = sys
+
+        def init_control(self, context):
+            """ipykernel's, less two things public kernels never use: the
+            subshells' thread (SageMathCell's protocol has no subshells;
+            without the thread, ipykernel 7 reads shell messages on the main
+            thread's loop, as ipykernel 6 did: one thread and one hop per
+            message less) and the debugger's shell connection (no debugger
+            here).  The debugger's STREAM socket stays, unbound:
+            ``init_kernel`` wraps it in a stream."""
+            import zmq
+            from ipykernel.control import ControlThread
+            self.control_socket = context.socket(zmq.ROUTER)
+            self.control_socket.linger = 1000
+            self.control_port = self._bind_socket(self.control_socket, self.control_port)
+            self.control_socket.router_handover = 1
+            self.debugpy_socket = context.socket(zmq.STREAM)
+            self.debugpy_socket.linger = 1000
+            self.debug_shell_socket = None
+            self.control_thread = ControlThread(daemon=True)
+            self.shell_channel_thread = None
 
         def init_heartbeat(self):
             """No heartbeat: nothing pings it.  The provider learns of a
