@@ -151,6 +151,14 @@ def _warm_execution(shell) -> None:
     for _ in range(WARM_RUNS):
         shell.run_cell("__cellstack_warm__ = 1 + 1", store_history=False, silent=False)
     shell.user_ns.pop("__cellstack_warm__", None)
+    # Each kernel makes three event loops (main, control, iopub): make, run
+    # and close some here (no fd and no thread outlives them).
+    from ipykernel.thread import make_selector_io_loop
+    for _ in range(WARM_RUNS):
+        loop = make_selector_io_loop()
+        loop.add_callback(loop.stop)
+        loop.start()
+        loop.close(all_fds=True)
 
 
 def _warm_matplotlib() -> None:
