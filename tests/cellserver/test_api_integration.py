@@ -122,9 +122,9 @@ async def test_idle_timeout_ends_kernel_with_4408(server):
     assert resp.code == 404
 
 
-@pytest_twisted.ensureDeferred
-async def test_interrupt_stops_a_loop_and_the_kernel_stays_usable(server):
-    info, ws = await open_kernel(server["base"])
+async def interrupt_a_loop_once_it_began(ws) -> None:
+    """Run ``while True: pass``, interrupt it as soon as its execute_input
+    arrives; it must end in a KeyboardInterrupt and the kernel go on."""
     mid = ws.execute("while True: pass")
     await ws.until(lambda m: m["parent_header"].get("msg_id") == mid and m["msg_type"] == "execute_input")
     ws.send("interrupt_request", {}, channel="control")
@@ -133,6 +133,12 @@ async def test_interrupt_stops_a_loop_and_the_kernel_stays_usable(server):
     assert any(m["msg_type"] == "error" and m["content"]["ename"] == "KeyboardInterrupt" for m in msgs)
     assert stdout_of(await ws.run("print(6*7)")) == "42\n"
     ws.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_interrupt_stops_a_loop_and_the_kernel_stays_usable(server):
+    info, ws = await open_kernel(server["base"])
+    await interrupt_a_loop_once_it_began(ws)
 
 
 @pytest_twisted.ensureDeferred
@@ -142,14 +148,7 @@ async def test_an_interrupt_before_the_code_starts_is_not_lost(server):
     interrupts the cell instead of letting it run to its end."""
     info, ws = await open_kernel(server["base"])
     await ws.run("import time; get_ipython().events.register('pre_execute', lambda: time.sleep(0.5))")
-    mid = ws.execute("while True: pass")
-    await ws.until(lambda m: m["parent_header"].get("msg_id") == mid and m["msg_type"] == "execute_input")
-    ws.send("interrupt_request", {}, channel="control")
-    msgs = await ws.finished(mid)
-    assert reply_of(msgs)["status"] == "error"
-    assert any(m["msg_type"] == "error" and m["content"]["ename"] == "KeyboardInterrupt" for m in msgs)
-    assert stdout_of(await ws.run("print(6*7)")) == "42\n"
-    ws.close()
+    await interrupt_a_loop_once_it_began(ws)
 
 
 @pytest_twisted.ensureDeferred
