@@ -355,13 +355,20 @@ def drill(args, cl: Cluster, load: subprocess.Popen, writer: PermalinkWriter, ou
     os.kill(pid, signal.SIGKILL)
     switched = wait_for(lambda: cl.redis_primary() not in (None, old), 30, 0.05)
     new = cl.redis_primary()
-    back = wait_for(lambda: cl.restarted(name, pid) and cl.replica_of(old, new), 60, 0.1)
+    # The old primary is back once it replicates the primary the Sentinels
+    # name *then*: on a loaded machine they may switch again meanwhile (seen
+    # in CI), which is no lost write and no fault of the restarted node.
+    back = wait_for(lambda: cl.restarted(name, pid) and cl.replica_of(old, cl.redis_primary()), 60, 0.1)
+    final = cl.redis_primary()
     time.sleep(1.0)          # let the writer show its first acknowledged write after the switch
     timeline.append({"node": name, "pool": "redis", "fault": "SIGKILL (the Redis primary)", "kill_at": rel(t0),
                      "detected_at": rel(switched), "back_at": rel(back), "restarted": True,
                      "first_write_at": rel(writer.first_ack_after_outage(t0)),
-                     "primary_before": old, "primary_after": new,
-                     "recovery": f"Sentinels switched to {new}; old primary {old} restarted, a replica again"})
+                     "primary_before": old, "primary_after": new, "primary_at_end": final,
+                     "recovery": f"Sentinels switched to {new}"
+                                 + (f", then to {final}" if final not in (new, None) else "")
+                                 + (f"; old primary {old} restarted, a replica again" if back is not None
+                                    else f"; old primary {old} not a replica of it within 60 s")})
     try:
         load_out, _ = load.communicate(timeout=duration + 120)
     except subprocess.TimeoutExpired:
