@@ -153,7 +153,10 @@ def _warm_execution(shell) -> None:
     shell.user_ns.pop("__cellstack_warm__", None)
     # Each kernel makes three event loops (main, control, iopub): make, run
     # and close some here (no fd and no thread outlives them).
-    from ipykernel.thread import make_selector_io_loop
+    try:
+        from ipykernel.thread import make_selector_io_loop
+    except ImportError:                 # another ipykernel (its version is reported in the hello)
+        return
     for _ in range(WARM_RUNS):
         loop = make_selector_io_loop()
         loop.add_callback(loop.stop)

@@ -48,7 +48,7 @@ def may_merge(*, unmerged: int, enabled: bool, busy: bool = False, keep: int = U
 
 def to_replace(ready: list[tuple[str, bool]], *, unmerged_starting: int, enabled: bool,
                keep: int = UNMERGED_READY) -> list[str]:
-    """The ready kernels a pool come to rest replaces with ones that may
+    """The ready kernels a pool that has come to rest replaces with ones that may
     merge, from (id, may merge) oldest first: the unmerged beyond ``keep``
     (those starting unmerged count first), oldest first, so the newest stays
     the one ``pick_ready`` hands out.  A busy spell leaves every ready kernel
