@@ -31,6 +31,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 import cellserver
+from cellserver import nodelock
 from cellserver.kernelconn import ZmqKernel
 from cellserver.kernelid import new_kernel_id
 from cellserver.kernels import NoCapacity, PoolStats
@@ -189,6 +190,8 @@ class KernelPoolService(service.Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
+        if self._clears_cgroups():
+            nodelock.lock_node(self.node)      # before clearing "leftovers": they must be a dead run's
         if not os.path.isdir(self.runtime_dir):
             os.makedirs(self.runtime_dir)
             os.chmod(self.runtime_dir, 0o711)   # kernels (later: other accounts) only traverse it
@@ -196,7 +199,7 @@ class KernelPoolService(service.Service):
             unmount_under(d)                            # home tmpfs a killed provider left mounted
             shutil.rmtree(d, ignore_errors=True)        # leftovers of a crashed run of this node
             os.makedirs(d, mode=0o711)
-        if self.settings.sandbox.enabled:
+        if self._clears_cgroups():
             sandbox_cleanup(stale_cgroups(self.settings.sandbox, self.node))   # and its cgroups
         self._ctx = zmq.Context()
         self._ctx.set(zmq.MAX_SOCKETS, max(1024, 4 * self.settings.max_kernels + 64))
@@ -228,6 +231,13 @@ class KernelPoolService(service.Service):
             self._ctx.destroy(linger=0)
             self._ctx = None
         remove_runtime_dir(self.runtime_dir)
+        if self._clears_cgroups():
+            nodelock.unlock_node(self.node)
+
+    def _clears_cgroups(self) -> bool:
+        """As root with the sandbox: kernels get cgroups, and a start clears
+        the node's leftover ones (nodelock.py)."""
+        return self.settings.sandbox.enabled and os.geteuid() == 0
 
     def _kill_provider(self, pp: ProviderProcess) -> None:
         if not pp.alive:
