@@ -74,11 +74,17 @@ def jupyter_client_figures(samples: int, cold: int) -> tuple[list[float], list[f
     return rts, starts
 
 
-def cpu_seconds(pid: str | int, children: bool = False) -> float:
-    """User + system CPU of a process from ``/proc/<pid>/stat`` (and, with
-    ``children``, of its reaped children), in seconds."""
+def _stat(pid: str | int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state
+    first: field 3 of proc(5) is index 0)."""
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: str | int, children: bool = False) -> float:
+    """User + system CPU of a process (and, with ``children``, of its
+    reaped children), in seconds."""
+    fields = _stat(pid)
     ticks = int(fields[11]) + int(fields[12])            # utime, stime
     if children:
         ticks += int(fields[13]) + int(fields[14])       # cutime, cstime
@@ -87,16 +93,14 @@ def cpu_seconds(pid: str | int, children: bool = False) -> float:
 
 def children_system_seconds(pid: str | int) -> float:
     """System CPU of a process's reaped children (``cstime``), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[14]) / os.sysconf("SC_CLK_TCK")
+    return int(_stat(pid)[14]) / os.sysconf("SC_CLK_TCK")
 
 
 def children_faults(pid: str | int) -> int:
     """Minor page faults of a process's reaped children (``cminflt``): for
     the provider, its kernels' copy-on-write copies of the template, each a
     trap and a 4 KiB copy (~3.7 us apiece on the 2026-12-03 VM)."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[8])
+    return int(_stat(pid)[8])
 
 
 def ksm_full_scans() -> int | None:
