@@ -18,7 +18,7 @@ from twisted.web import http, resource, server
 
 from deploy.clientip import client_ip
 from deploy.jsonlines import NullLines
-from deploy.webutil import apply_cors, json_body, json_error
+from deploy.webutil import apply_cors, json_body, json_error, reparse_form_args
 from permalinkd import requestlog, zcodec
 from permalinkd.redisnode import Unavailable
 from permalinkd.store import NotReplicated, StoreFull
@@ -57,6 +57,10 @@ class LimitedRequest(server.Request):
                 self.requestHeaders.removeHeader(b"content-type")
             self.content.seek(0)
         super().requestReceived(command, path, version)
+
+    def process(self):
+        reparse_form_args(self)              # fields split on "&" only, as browsers and SageMathCell do
+        super().process()
 
     def _is_multipart(self) -> bool:
         ctype = self.requestHeaders.getRawHeaders(b"content-type")

@@ -239,6 +239,11 @@ async def test_service_runs_and_respects_the_wall_limit(server):
     resp = await treq.post(server["base"] + "service", data={"code": "1/0"})
     body = json.loads(await resp.content())
     assert body["success"] is False and body["execute_reply"]["ename"] == "ZeroDivisionError"
+    # a raw form, as `curl -d` sends it: ";" inside a field is the code's, not a separator
+    resp = await treq.post(server["base"] + "service", data=b"code=x = 6; print(x * 7)",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    body = json.loads(await resp.content())
+    assert body["stdout"] == "42\n", body
 
 
 @pytest_twisted.ensureDeferred

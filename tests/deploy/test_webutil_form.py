@@ -1,0 +1,60 @@
+"""webutil.parse_form / reparse_form_args: forms read as browsers and
+SageMathCell's server read them (fields split on "&" only), on a real
+twisted.web Request fed bytes through its channel."""
+from __future__ import annotations
+
+from twisted.internet.testing import StringTransport
+from twisted.web import http, resource, server
+
+from deploy.webutil import parse_form, reparse_form_args
+
+
+def test_fields_split_on_ampersands_only():
+    assert parse_form(b"code=import numpy as np; print(1)&x=1") == {
+        b"code": [b"import numpy as np; print(1)"], b"x": [b"1"]}
+    assert parse_form(b"a=1+2%3B3&a=%26&flag&=v&b=") == {
+        b"a": [b"1 2;3", b"&"], b"": [b"v"], b"b": [b""]}      # "flag" has no "=": left out, as Twisted does
+    assert parse_form(b"") == {}
+    assert parse_form(b"k=%ff%fe") == {b"k": [b"\xff\xfe"]}     # bytes stay bytes
+
+
+class _Echo(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return repr(sorted(request.args.items())).encode()
+
+
+class _FormRequest(server.Request):
+    def process(self):
+        reparse_form_args(self)
+        super().process()
+
+
+def _serve(raw: bytes) -> bytes:
+    site = server.Site(_Echo())
+    site.requestFactory = _FormRequest
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(raw)
+    return transport.value().split(b"\r\n\r\n", 1)[1]
+
+
+def _post(body: bytes, ctype: bytes = b"application/x-www-form-urlencoded", path: bytes = b"/") -> bytes:
+    return _serve(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype
+                  + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+def test_a_posted_form_and_its_query_string_keep_their_semicolons():
+    out = _post(b"code=a; b&n=2", path=b"/?q=x;y&n=1")
+    assert out == repr(sorted({b"code": [b"a; b"], b"n": [b"2"], b"q": [b"x;y"]}.items())).encode()
+    got = _serve(b"GET /?code=a;b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert got == repr([(b"code", [b"a;b"])]).encode()
+
+
+def test_other_bodies_are_not_read_as_forms_and_multipart_stays_twisteds():
+    assert _post(b"code=a; b", ctype=b"application/json", path=b"/?q=1") == repr([(b"q", [b"1"])]).encode()
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\na; b\r\n--B--\r\n")
+    assert _post(body, ctype=b"multipart/form-data; boundary=B") == repr([(b"code", [b"a; b"])]).encode()
+    assert http.parse_qs(b"code=a;b", 1) == {b"code": [b"a"]}     # why: Twisted's own reading
