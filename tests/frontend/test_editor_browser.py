@@ -72,7 +72,13 @@ def code_of(page, name):
 
 
 def wait_code(page, name, text, timeout=15_000):
-    page.wait_for_function(f"cells.{name}.getCode() === {text!r}", timeout=timeout)
+    """Wait until editor ``name`` holds ``text``; on a timeout, say what it
+    holds (a completion test failed once in CI with no clue why)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_function(f"cells.{name}.getCode() === {text!r}", timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(f"editor {name} holds {code_of(page, name)!r}, not {text!r}") from None
 
 
 def open_editors(page, site):
