@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import ctypes
 
+from cellserver.provider import smaps
+
 HUGE = 2 << 20
 MADV_COLLAPSE = 25
 
 
-def huge_ranges(smaps: str, huge: int = HUGE, min_resident: float = 0.5) -> list[tuple[int, int]]:
+def huge_ranges(text: str, huge: int = HUGE, min_resident: float = 0.5) -> list[tuple[int, int]]:
     """The huge-page-aligned spans of the private, writable, anonymous
     mappings (the C heap included, thread stacks and files not) in a
     ``/proc/<pid>/smaps`` text, as (start, end) byte addresses.  A mapping
@@ -35,19 +37,14 @@ def huge_ranges(smaps: str, huge: int = HUGE, min_resident: float = 0.5) -> list
     page of a span, and a sparse one (a thread's reserved malloc arena) would
     cost the template memory for nothing."""
     spans = []
-    vma = None
-    for line in smaps.splitlines():
-        fields = line.split(maxsplit=5)
-        if fields and "-" in fields[0] and len(fields) >= 5:
-            name = fields[5].strip() if len(fields) == 6 else ""
-            lo, hi = (int(x, 16) for x in fields[0].split("-"))
-            vma = (lo, hi) if fields[1] == "rw-p" and name in ("", "[heap]") else None
-        elif vma is not None and fields and fields[0] == "Rss:":
-            lo, hi = vma
-            start, end = -(-lo // huge) * huge, hi // huge * huge
-            if end > start and int(fields[1]) * 1024 >= min_resident * (hi - lo):
-                spans.append((start, end))
-            vma = None
+    for fields, rss in smaps.mappings(text):
+        name = fields[5].strip() if len(fields) == 6 else ""
+        if len(fields) < 5 or fields[1] != "rw-p" or name not in ("", "[heap]"):
+            continue
+        lo, hi = smaps.span(fields)
+        start, end = -(-lo // huge) * huge, hi // huge * huge
+        if end > start and rss >= min_resident * (hi - lo):
+            spans.append((start, end))
     return spans
 
 

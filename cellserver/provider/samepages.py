@@ -48,6 +48,8 @@ import ctypes
 import os
 from typing import NamedTuple
 
+from cellserver.provider import smaps
+
 PR_SET_MEMORY_MERGE = 67
 MADV_MERGEABLE, MADV_UNMERGEABLE = 12, 13
 KSM_RUN = "/sys/kernel/mm/ksm/run"
@@ -87,8 +89,7 @@ def _markable(fields: list[str]) -> tuple[int, int] | None:
     name = fields[5].strip() if len(fields) == 6 else ""
     if name.startswith("[") and name != "[heap]":
         return None
-    lo, hi = (int(x, 16) for x in fields[0].split("-"))
-    return lo, hi
+    return smaps.span(fields)
 
 
 def mergeable_ranges(maps: str) -> list[tuple[int, int]]:
@@ -100,7 +101,7 @@ def mergeable_ranges(maps: str) -> list[tuple[int, int]]:
     return [span for span in map(_markable, (line.split(maxsplit=5) for line in maps.splitlines())) if span]
 
 
-def resident_ranges(smaps: str, min_resident: float = 0.25) -> list[tuple[int, int]]:
+def resident_ranges(text: str, min_resident: float = 0.25) -> list[tuple[int, int]]:
     """``mergeable_ranges`` of a ``/proc/<pid>/smaps`` text, less the
     mappings under ``min_resident`` resident.  Why: unmarking costs a page
     walk per 4 KiB of every marked mapping, resident or not (Linux's
@@ -109,16 +110,8 @@ def resident_ranges(smaps: str, min_resident: float = 0.25) -> list[tuple[int, i
     nothing a kernel's start writes lands there.  The template computes this
     once and every kernel marks the same spans, without reading its own
     maps (RESULTS-provider.md)."""
-    spans, vma = [], None
-    for line in smaps.splitlines():
-        fields = line.split(maxsplit=5)
-        if fields and fields[0] == "Rss:":
-            if vma is not None and int(fields[1]) * 1024 >= min_resident * (vma[1] - vma[0]):
-                spans.append(vma)
-            vma = None
-        elif fields and not fields[0].endswith(":"):
-            vma = _markable(fields)
-    return spans
+    return [span for fields, rss in smaps.mappings(text)
+            if (span := _markable(fields)) and rss >= min_resident * (span[1] - span[0])]
 
 
 def top_of(maps: str) -> int:
@@ -150,12 +143,11 @@ def template_marks() -> Marks | None:
     before forking); None where /proc cannot say."""
     try:
         with open("/proc/self/smaps") as f:
-            smaps = f.read()
-        with open("/proc/self/maps") as f:
-            maps = f.read()
+            text = f.read()
     except OSError:
         return None
-    return Marks(resident_ranges(smaps), top_of(maps))
+    top = max((smaps.span(fields)[1] for fields, _ in smaps.mappings(text)), default=0)
+    return Marks(resident_ranges(text), top)
 
 
 class SamePages:
