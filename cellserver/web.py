@@ -37,7 +37,7 @@ from cellserver.metrics import reason_bucket
 from cellserver.relay import channels_factory
 from cellserver.sessions import KernelRegistry, KernelSession
 from deploy.clientip import client_ip
-from deploy.webutil import apply_cors, json_body, json_error, reparse_form_args
+from deploy.webutil import FormRequest, apply_cors, json_body, json_error
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -498,7 +498,7 @@ class Root(resource.Resource):
         return ErrorResource(404, "not_found", f"no such path: /{path.decode('latin-1')[:100]}")
 
 
-class LimitedRequest(server.Request):
+class LimitedRequest(FormRequest):
     """A request that refuses a body over ``max_body`` before buffering it."""
 
     max_body = 2_000_000
@@ -524,10 +524,6 @@ class LimitedRequest(server.Request):
         if self._refused:
             return
         super().requestReceived(command, path, version)
-
-    def process(self):
-        reparse_form_args(self)              # fields split on "&" only, as browsers and SageMathCell do
-        super().process()
 
     def _refuse(self):
         self._refused = True

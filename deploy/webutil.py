@@ -56,12 +56,18 @@ def parse_form(qs: bytes) -> dict[bytes, list[bytes]]:
     return args
 
 
+def media_type(request: Request) -> bytes:
+    """The request's Content-Type without its parameters, lower-cased
+    (b"" without one)."""
+    ctype = request.requestHeaders.getRawHeaders(b"content-type")
+    return ctype[0].split(b";", 1)[0].strip().lower() if ctype else b""
+
+
 def reparse_form_args(request: Request) -> None:
     """``request.args`` again with ``parse_form``, as Twisted built them: the
     query string's, then an urlencoded POST body's over them (a multipart
-    body's stay Twisted's).  Called from a Request's ``process``."""
-    ctype = request.requestHeaders.getRawHeaders(b"content-type") or [b""]
-    kind = ctype[0].split(b";", 1)[0].strip().lower() if request.method == b"POST" else b""
+    body's stay Twisted's)."""
+    kind = media_type(request) if request.method == b"POST" else b""
     if kind == b"multipart/form-data":
         return                            # Twisted's parse, untouched
     _, _, query = request.uri.partition(b"?")
@@ -71,3 +77,12 @@ def reparse_form_args(request: Request) -> None:
         args.update(parse_form(request.content.read()))
         request.content.seek(0)
     request.args = args
+
+
+class FormRequest(Request):
+    """A Request whose ``args`` are read as browsers and SageMathCell read
+    forms (``reparse_form_args``), before its resource sees them."""
+
+    def process(self):
+        reparse_form_args(self)
+        super().process()

@@ -18,14 +18,14 @@ from twisted.web import http, resource, server
 
 from deploy.clientip import client_ip
 from deploy.jsonlines import NullLines
-from deploy.webutil import apply_cors, json_body, json_error, reparse_form_args
+from deploy.webutil import FormRequest, apply_cors, json_body, json_error, media_type
 from permalinkd import requestlog, zcodec
 from permalinkd.redisnode import Unavailable
 from permalinkd.store import NotReplicated, StoreFull
 from permalinkd.validation import InputError, parse_create, parse_lookup
 
 
-class LimitedRequest(server.Request):
+class LimitedRequest(FormRequest):
     """A request that keeps at most ``max_body`` bytes of body (the rest is dropped, 413)."""
 
     max_body = 1_000_000
@@ -58,13 +58,8 @@ class LimitedRequest(server.Request):
             self.content.seek(0)
         super().requestReceived(command, path, version)
 
-    def process(self):
-        reparse_form_args(self)              # fields split on "&" only, as browsers and SageMathCell do
-        super().process()
-
     def _is_multipart(self) -> bool:
-        ctype = self.requestHeaders.getRawHeaders(b"content-type")
-        return bool(ctype) and ctype[0].split(b";")[0].strip().lower() == b"multipart/form-data"
+        return media_type(self) == b"multipart/form-data"
 
 
 def request_factory(max_body: int):

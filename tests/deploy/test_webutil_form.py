@@ -1,4 +1,4 @@
-"""webutil.parse_form / reparse_form_args: forms read as browsers and
+"""webutil.parse_form / FormRequest: forms read as browsers and
 SageMathCell's server read them (fields split on "&" only), on a real
 twisted.web Request fed bytes through its channel."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from twisted.internet.testing import StringTransport
 from twisted.web import http, resource, server
 
-from deploy.webutil import parse_form, reparse_form_args
+from deploy.webutil import FormRequest, parse_form
 
 
 def test_fields_split_on_ampersands_only():
@@ -25,15 +25,9 @@ class _Echo(resource.Resource):
         return repr(sorted(request.args.items())).encode()
 
 
-class _FormRequest(server.Request):
-    def process(self):
-        reparse_form_args(self)
-        super().process()
-
-
 def _serve(raw: bytes) -> bytes:
     site = server.Site(_Echo())
-    site.requestFactory = _FormRequest
+    site.requestFactory = FormRequest
     channel = site.buildProtocol(None)
     transport = StringTransport()
     channel.makeConnection(transport)
