@@ -22,8 +22,6 @@ import fcntl
 import os
 
 LOCK_DIR = "/run/cellstack"
-
-
 _held: dict[str, int] = {}          # lock path -> descriptor, taken by this process
 
 
@@ -36,9 +34,10 @@ def lock_path(node: str, lock_dir: str = LOCK_DIR) -> str:
 
 
 def lock_node(node: str, lock_dir: str = LOCK_DIR) -> int:
-    """Take ``node``'s lock, or keep it if this process holds it already
-    (the options check and the pool both ask); returns the descriptor that
-    holds it.  Raises ``NodeInUse`` when another live process holds it."""
+    """Take ``node``'s lock, or keep it if this process holds it already (a
+    second flock on a new descriptor would conflict with our own); returns
+    the descriptor that holds it.  Raises ``NodeInUse`` when another live
+    process holds it."""
     path = lock_path(node, lock_dir)
     if path in _held:
         return _held[path]

@@ -8,7 +8,7 @@ and IPython's own code: the ``pre_execute`` / ``pre_run_cell`` callbacks
 prints it), the cell's parsing and transformation.  A ``KeyboardInterrupt``
 raised there is swallowed or breaks the request instead of the code, and
 the code then runs to its end: ``while True: pass`` interrupted right
-after its ``execute_input`` went on running, 2 times in ~20 runs here
+after its ``execute_input`` went on running, 3 times in 26 runs here
 (the opt-out of samepage merging in ``pre_execute`` widens the window).
 
 So while an ``execute_request`` is handled and until its code starts,
