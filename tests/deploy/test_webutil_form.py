@@ -52,3 +52,9 @@ def test_other_bodies_are_not_read_as_forms_and_multipart_stays_twisteds():
     body = (b"--B\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\na; b\r\n--B--\r\n")
     assert _post(body, ctype=b"multipart/form-data; boundary=B") == repr([(b"code", [b"a; b"])]).encode()
     assert http.parse_qs(b"code=a;b", 1) == {b"code": [b"a"]}     # why: Twisted's own reading
+
+
+def test_without_a_semicolon_the_reading_is_twisteds_own():
+    # reparse_form_args leaves such requests as Twisted read them: the same
+    for qs in (b"a=1&b=&c", b"=v&x=1", b"a=%20+b&a=2", b"", b"&&a=1&", b"a==b", b"k=%ff"):
+        assert parse_form(qs) == http.parse_qs(qs, 1), qs
