@@ -351,10 +351,11 @@ class Frontend(protocol.Protocol):
 
     _log = Logger()
 
-    def __init__(self, edge: "Edge", secure: bool, redirect_only: bool = False):
+    def __init__(self, edge: "Edge", secure: bool, redirect_only: bool = False, addr=None):
         self.edge = edge
         self.secure = secure
         self.redirect_only = redirect_only
+        self.addr = addr          # where it came from: the TCP peer, or a trusted PROXY header's client
         self.buf = bytearray()
         self.state = "head"     # head | body | response | tunnel | closed
         self.request: H.RequestHead | None = None
@@ -380,7 +381,7 @@ class Frontend(protocol.Protocol):
     # connection ---------------------------------------------------------------------
     def connectionMade(self):
         no_delay(self.transport)
-        peer = self.transport.getPeer()
+        peer = self.addr if self.addr is not None else self.transport.getPeer()
         self.peer_ip = getattr(peer, "host", "")
         self.client_ip = self.peer_ip
         if not self.edge.connections.acquire(self.peer_ip):
@@ -705,7 +706,7 @@ class FrontendFactory(protocol.Factory):
         self.redirect_only = redirect_only
 
     def buildProtocol(self, addr):
-        return Frontend(self.edge, self.secure, self.redirect_only)
+        return Frontend(self.edge, self.secure, self.redirect_only, addr)
 
 
 def now_wall() -> float:

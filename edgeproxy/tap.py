@@ -6,7 +6,8 @@
 
 ``--listen`` (repeatable) takes Twisted endpoint descriptions; ``ssl:`` ones
 use the edge's own TLS context (``tls.py``: TLS 1.2+, resumption, ALPN,
-reloaded on SIGHUP).  ``--http-listen`` answers plain HTTP with a redirect
+reloaded on SIGHUP).  With ``--proxy-protocol``, a PROXY header from a
+``--trusted-proxies`` peer names the client (``listeners.py``).  ``--http-listen`` answers plain HTTP with a redirect
 to HTTPS, except ``/healthz``.  Stopping drains: listeners close first, then
 open exchanges get ``--drain`` seconds to finish.
 """
@@ -102,6 +103,12 @@ class Options(NodeOptions):
         ["drain", None, 10.0, "Seconds open exchanges get to finish on shutdown.", positive_float("drain", 0)],
     ]
 
+    optFlags = [
+        ["proxy-protocol", None, "Connections from --trusted-proxies may begin with a PROXY protocol header "
+         "(v1 or v2, as HAProxy's send-proxy writes it), which then names the client; from other peers such a "
+         "header is not believed."],
+    ]
+
     def postOptions(self):
         from edgeproxy.tls import parse_ssl_description
 
@@ -127,6 +134,8 @@ class Options(NodeOptions):
             raise usage.UsageError(str(e))
         if not cells:
             raise usage.UsageError("--cells: at least one cell server is needed")
+        if self["proxy-protocol"] and not trusted:
+            raise usage.UsageError("--proxy-protocol needs --trusted-proxies (whose PROXY headers to believe)")
         if not os.path.isdir(self["static-dir"]):
             os.makedirs(self["static-dir"], exist_ok=True)
         self.settings = EdgeSettings(
@@ -145,13 +154,16 @@ class Options(NodeOptions):
         self.listen = list(self["listen"])
         self.http_listen = self["http-listen"]
         self.drain = self["drain"]
+        self.proxy_protocol = bool(self["proxy-protocol"])
 
 
 class EdgeService(service.Service):
     """Listeners + health checks; SIGHUP reloads certificates; stop drains."""
 
-    def __init__(self, reactor, edge, listen: list[str], http_listen: str | None, drain: float):
+    def __init__(self, reactor, edge, listen: list[str], http_listen: str | None, drain: float,
+                 proxy_protocol: bool = False):
         self.reactor = reactor
+        self.proxy_protocol = proxy_protocol
         self.edge = edge
         self.listen = listen
         self.http_listen = http_listen
@@ -160,18 +172,23 @@ class EdgeService(service.Service):
         self.tls_factories = []
 
     def startService(self):
+        from edgeproxy.listeners import listen
         from edgeproxy.proxy import FrontendFactory
-        from edgeproxy.tls import server_endpoint
 
         super().startService()
+        settings = self.edge.settings
+        kw = dict(trusted=settings.trusted_proxies, proxy_protocol=self.proxy_protocol,
+                  header_timeout=settings.head_timeout)
         for desc in self.listen:
-            ep, ctx = server_endpoint(self.reactor, desc)
+            secure = desc.startswith("ssl:")
+            d, ctx = listen(self.reactor, desc, FrontendFactory(self.edge, secure=secure), **kw)
             if ctx is not None:
                 self.tls_factories.append(ctx)
-            ep.listen(FrontendFactory(self.edge, secure=ctx is not None)).addCallback(self.ports.append)
+            d.addCallback(self.ports.append)
         if self.http_listen:
-            ep, _ = server_endpoint(self.reactor, self.http_listen)
-            ep.listen(FrontendFactory(self.edge, secure=False, redirect_only=True)).addCallback(self.ports.append)
+            d, _ = listen(self.reactor, self.http_listen, FrontendFactory(self.edge, secure=False, redirect_only=True),
+                          **kw)
+            d.addCallback(self.ports.append)
         self.edge.start_checks()
         signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         _log.info("edge up: cells {cells}, permalinks {perms}", cells=[n for n, _ in self.edge.settings.cells],
@@ -204,4 +221,4 @@ def makeService(options, reactor=None):
     from edgeproxy.edge import Edge
 
     edge = Edge(reactor, options.settings, open_sink(options.settings.access_log))
-    return EdgeService(reactor, edge, options.listen, options.http_listen, options.drain)
+    return EdgeService(reactor, edge, options.listen, options.http_listen, options.drain, options.proxy_protocol)

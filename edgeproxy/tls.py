@@ -9,13 +9,12 @@
   it use the new certificate, open ones keep theirs (SIGHUP in the tap).
 
 ``ssl:`` ``--listen`` descriptions (``ssl:8443:interface=127.0.0.1:
-privateKey=key.pem:certKey=cert.pem[:extraCertChain=chain.pem]``) are
-turned into endpoints that use this context.
+privateKey=key.pem:certKey=cert.pem[:extraCertChain=chain.pem]``) are read
+here and listened on in ``listeners``.
 """
 from __future__ import annotations
 
 from OpenSSL import SSL
-from twisted.internet import endpoints
 from twisted.logger import Logger
 
 CIPHERS = (b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -92,13 +91,3 @@ def parse_ssl_description(desc: str) -> tuple[int, dict[str, str]]:
     opts.setdefault("certKey", opts["privateKey"])
     return int(port), opts
 
-
-def server_endpoint(reactor, desc: str):
-    """(endpoint, context factory or None) for a --listen description."""
-    if desc.startswith("ssl:"):
-        port, opts = parse_ssl_description(desc)
-        factory = ReloadingContextFactory(opts["certKey"], opts["privateKey"], opts.get("extraCertChain"))
-        ep = endpoints.SSL4ServerEndpoint(reactor, port, factory, backlog=int(opts.get("backlog", 511)),
-                                          interface=opts.get("interface", ""))
-        return ep, factory
-    return endpoints.serverFromString(reactor, desc), None

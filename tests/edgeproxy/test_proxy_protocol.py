@@ -1,0 +1,142 @@
+"""The PROXY protocol end to end: a real ``twistd edgeproxy --proxy-protocol``
+trusting 127.0.0.1 only, in front of a backend that echoes the
+``X-Forwarded-For`` it got, with clients bound to other loopback addresses
+playing the untrusted internet."""
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+
+import pytest
+
+from edgeproxy import proxyheader as PH
+from tests.support.ports import free_port
+from tests.support.procs import http_ok, wait_until
+
+pytestmark = pytest.mark.integration
+
+ECHO = """
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def _answer(self):
+        n = int(self.headers.get('content-length') or 0)
+        self.rfile.read(n)
+        body = json.dumps({'free': 1} if self.path == '/healthz'
+                          else {'xff': self.headers.get_all('x-forwarded-for')}).encode()
+        self.send_response(200)
+        self.send_header('content-type', 'application/json')
+        self.send_header('content-length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = _answer
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def edge(module_children, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("proxyproto")
+    subprocess.run([sys.executable, "-m", "certs.devca", "--dir", str(tmp / "certs"), "--quiet"], check=True)
+    backend = free_port()
+    module_children.start("echo", [sys.executable, "-c", ECHO, str(backend)])
+    https, plain = free_port(), free_port()
+    c = tmp / "certs"
+    child = module_children.twistd("edge-pp", "edgeproxy", [
+        "--listen", f"ssl:{https}:interface=127.0.0.1:privateKey={c}/server.key:certKey={c}/server.crt",
+        "--listen", f"tcp:{plain}:interface=127.0.0.1",
+        "--cells", f"echo=http://127.0.0.1:{backend}", "--proxy-protocol", "--trusted-proxies", "127.0.0.1/32",
+        "--compute-rate", "0.05", "--compute-burst", "2", "--head-timeout", "2",
+        "--access-log", str(tmp / "access.jsonl")])
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{plain}/healthz") and b'"up": true' in _get_raw(plain),
+               60, "the edge and its backend up", child=child)
+    return {"https": https, "plain": plain, "child": child, "ca": str(c / "ca.pem"), "tmp": tmp}
+
+
+def _get_raw(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        return _read_all(s)
+
+
+def _read_all(s) -> bytes:
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except (TimeoutError, ConnectionResetError, ssl.SSLError):
+        pass
+    return out
+
+
+def exchange(edge, header: bytes, request: bytes, source="127.0.0.1", tls=False) -> bytes:
+    """Send ``header`` on a fresh connection from ``source``, then ``request`` (over TLS if asked)."""
+    port = edge["https"] if tls else edge["plain"]
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as raw:
+        if not tls:
+            raw.sendall(header + request)     # one write: an aborted connection cannot reset a second one
+            return _read_all(raw)
+        raw.sendall(header)
+        ctx = ssl.create_default_context(cafile=edge["ca"])
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(request)
+            return _read_all(s)
+
+
+def request(method="GET", path="/echo", body=b"") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def answer(raw: bytes) -> tuple[int, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body or b"{}")
+
+
+def test_a_trusted_balancer_names_the_client_in_v1_and_v2_plain_and_tls(edge):
+    status, body = answer(exchange(edge, PH.encode_v1(("203.0.113.7", 5555), ("127.0.0.1", 443)), request()))
+    assert status == 200 and body["xff"] == ["203.0.113.7"]
+    status, body = answer(exchange(edge, PH.encode_v2(("2001:db8::42", 7000), ("::1", 443)), request(), tls=True))
+    assert status == 200 and body["xff"] == ["2001:db8::42"]
+    status, body = answer(exchange(edge, PH.encode_v1(("198.51.100.3", 1), ("127.0.0.1", 443)), request(), tls=True))
+    assert status == 200 and body["xff"] == ["198.51.100.3"]
+    lines = [json.loads(x) for x in (edge["tmp"] / "access.jsonl").read_text().splitlines()]
+    assert {"203.0.113.7", "2001:db8::42", "198.51.100.3"} <= {x["ip"] for x in lines}
+
+
+def test_a_trusted_peer_may_also_send_no_header_or_local(edge):
+    assert answer(exchange(edge, b"", request()))[1]["xff"] == ["127.0.0.1"]
+    assert answer(exchange(edge, b"", request(), tls=True))[1]["xff"] == ["127.0.0.1"]
+    assert answer(exchange(edge, PH.encode_v2(None), request(), tls=True))[1]["xff"] == ["127.0.0.1"]
+
+
+def test_an_untrusted_peer_cannot_name_a_client(edge):
+    out = exchange(edge, PH.encode_v1(("203.0.113.7", 5555), ("127.0.0.1", 443)), request(), source="127.0.0.2")
+    assert out.startswith(b"HTTP/1.1 400")
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        exchange(edge, PH.encode_v2(("203.0.113.7", 5555), ("127.0.0.1", 443)), request(), source="127.0.0.2",
+                 tls=True)
+    assert answer(exchange(edge, b"", request(), source="127.0.0.2"))[1]["xff"] == ["127.0.0.2"]
+
+
+def test_rate_limits_count_the_named_clients_not_the_balancer(edge):
+    def post(client):
+        return answer(exchange(edge, PH.encode_v1((client, 1000), ("127.0.0.1", 443)),
+                               request("POST", "/service", b"code=1"), tls=True))[0]
+
+    assert [post("192.0.2.10") for _ in range(3)] == [200, 200, 429]
+    assert post("192.0.2.11") == 200               # another client behind the same balancer
+
+
+def test_a_bad_or_missing_header_closes_that_connection_only(edge):
+    assert exchange(edge, b"PROXY TCP4 1.2.3.4 nonsense\r\n", request()) == b""
+    assert exchange(edge, b"PROXY TCP4 1.2.3.4 ", b"") == b""          # never finished: closed at the timeout
+    assert exchange(edge, PH.V2_SIGNATURE + b"\x21\x11\xff\xff", b"") == b""
+    assert edge["child"].alive()
+    assert "bad PROXY header from 127.0.0.1" in edge["child"].log(tail=100_000)
+    assert answer(exchange(edge, PH.encode_v1(("203.0.113.8", 1), ("127.0.0.1", 1)), request()))[0] == 200
