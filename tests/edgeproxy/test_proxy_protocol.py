@@ -5,6 +5,7 @@ playing the untrusted internet."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -140,3 +141,38 @@ def test_a_bad_or_missing_header_closes_that_connection_only(edge):
     assert edge["child"].alive()
     assert "bad PROXY header from 127.0.0.1" in edge["child"].log(tail=100_000)
     assert answer(exchange(edge, PH.encode_v1(("203.0.113.8", 1), ("127.0.0.1", 1)), request()))[0] == 200
+
+
+HAPROXY_TCP = """
+global
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 3s
+    timeout client 30s
+    timeout server 30s
+listen tls_v2
+    bind 127.0.0.1:{tls_in}
+    server edge 127.0.0.1:{https} send-proxy-v2
+listen plain_v1
+    bind 127.0.0.1:{plain_in}
+    server edge 127.0.0.1:{plain} send-proxy
+"""
+
+
+def test_real_haproxy_in_tcp_mode_passes_the_client_through(edge, children, tmp_path):
+    tls_in, plain_in = free_port(), free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(HAPROXY_TCP.format(tls_in=tls_in, plain_in=plain_in, https=edge["https"], plain=edge["plain"]))
+    children.start("haproxy", [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(cfg)])
+    via = dict(edge, https=tls_in, plain=plain_in)
+
+    def up():
+        try:
+            return answer(exchange(via, b"", request(), source="127.0.0.6"))[0] == 200
+        except OSError:
+            return False
+
+    wait_until(up, 20, "haproxy in front of the edge")
+    assert answer(exchange(via, b"", request(), source="127.0.0.6"))[1]["xff"] == ["127.0.0.6"]       # v1
+    assert answer(exchange(via, b"", request(), source="127.0.0.7", tls=True))[1]["xff"] == ["127.0.0.7"]  # v2
