@@ -16,3 +16,24 @@ def test_cells_need_valid_node_names():
     for bad in ("c1", "Bad_Name=http://x:1", "c1=http://a:1,c1=http://b:1"):
         with pytest.raises(Exception):
             parse_cells(bad)
+
+
+def test_proxy_protocol_needs_trusted_peers_and_comes_from_the_file_too(tmp_path):
+    from twisted.python import usage
+
+    from edgeproxy.tap import Options
+
+    static = ["--static-dir", str(tmp_path)]
+    with pytest.raises(usage.UsageError, match="needs --trusted-proxies"):
+        Options().parseOptions(["--proxy-protocol", *static])
+    o = Options()
+    o.parseOptions(["--proxy-protocol", "--trusted-proxies", "10.0.0.5", *static])
+    assert o.proxy_protocol is True
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[edgeproxy]\nproxy-protocol = true\ntrusted-proxies = "10.0.0.0/8"\n')
+    o = Options()
+    o.parseOptions(["--config", str(cfg), *static])
+    assert o.proxy_protocol is True and len(o.settings.trusted_proxies) == 1
+    o = Options()
+    o.parseOptions(static)
+    assert o.proxy_protocol is False
