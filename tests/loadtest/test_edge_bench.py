@@ -76,3 +76,16 @@ def test_tiny_run_prints_both_tables(tmp_path):
     # Everything it started (backends, restarted ones, haproxy, both edges) is gone.
     assert len(result["pids"]) >= 8
     assert not [pid for pid in result["pids"] if os.path.exists(f"/proc/{pid}")], result["pids"]
+
+
+def test_edge_cpu_bench_proxies_real_exchanges_in_memory():
+    from loadtest import edge_cpu
+
+    _, _, front, conn = edge_cpu.setup(secure=True)
+    front.dataReceived(edge_cpu.REQUEST)
+    assert conn.transport.last.startswith(b"GET / HTTP/1.1\r\n") and b"x-forwarded-for: 127.0.0.1" in conn.transport.last
+    conn.dataReceived(edge_cpu.RESPONSE)
+    out = front.transport.last
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"strict-transport-security" in out and out.endswith(b"Site\n")
+    assert front.state == "head" and conn.mode == "idle"      # ready for the next request on both connections
+    assert edge_cpu.run(300) > 0
