@@ -102,14 +102,20 @@ reactor.run()
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc)."""
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (Linux /proc)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc)."""
+    return sum(user_system_seconds(pid))
 
 
 def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
@@ -225,6 +231,7 @@ class Run:
     requests: int
     errors: int
     proxy_cpu: float = float("nan")     # CPU seconds of the proxy process / wall seconds
+    proxy_user: float = float("nan")    # of which in user space (the interpreter, for the edge)
     backend_cpu: float = float("nan")
     wall: float = 0.0
 
@@ -328,14 +335,16 @@ def bench_round(b: Bench, args) -> list[Run]:
             load("wrk" if args.tool == "wrk" else "ab", url, args.warmup,
                  0 if args.tool == "wrk" else max(200, args.requests // 5), args.connections, args.threads, 60)
         pid = b.proxy_pid.get(target)
-        c0, bc0, t0 = cpu_seconds(pid) if pid else float("nan"), cpu_seconds(b.backend_pid), time.monotonic()
+        (u0, s0), bc0, t0 = user_system_seconds(pid) if pid else (float("nan"),) * 2, cpu_seconds(b.backend_pid), \
+            time.monotonic()
         rps, p50, p99, n, errors = load(args.tool, url, args.seconds, args.requests, args.connections,
                                         args.threads, limit)
         wall = time.monotonic() - t0
         run = Run(target, rps, p50, p99, n, errors, wall=wall,
                   backend_cpu=(cpu_seconds(b.backend_pid) - bc0) / wall)
         if pid:
-            run.proxy_cpu = (cpu_seconds(pid) - c0) / wall
+            u1, s1 = user_system_seconds(pid)
+            run.proxy_cpu, run.proxy_user = (u1 + s1 - u0 - s0) / wall, (u1 - u0) / wall
         runs.append(run)
     return runs
 
@@ -355,6 +364,7 @@ def summarise(rounds: list[list[Run]]) -> dict[str, dict]:
                   "errors": sum(r.errors for r in runs), "proxy_cpu": _med([r.proxy_cpu for r in runs]),
                   # CPU the proxy spent per request: steadier than req/s on a shared machine
                   "proxy_us_per_req": _med([r.proxy_cpu / r.rps * 1e6 for r in runs if r.rps > 0]),
+                  "proxy_user_us_per_req": _med([r.proxy_user / r.rps * 1e6 for r in runs if r.rps > 0]),
                   "backend_cpu": _med([r.backend_cpu for r in runs])}
     for t in TARGETS:
         ref = {"edge": "haproxy", "edge-tls": "haproxy-tls", "haproxy": "haproxy",
@@ -379,10 +389,10 @@ def _f(v: float, fmt: str) -> str:
 
 def bench_table(s: dict[str, dict], rounds: int) -> str:
     head = (f"{'target':<13}{'req/s':>9}{'(min-max)':>17}{'p50 ms':>8}{'p99 ms':>8}{'+p99 ms':>9}"
-            f"{'vs HAProxy':>12}{'proxy CPU':>11}{'us/req':>8}{'backend CPU':>13}{'requests':>10}{'errors':>8}")
+            f"{'vs HAProxy':>12}{'proxy CPU':>11}{'us/req':>8}{'(user)':>8}{'backend CPU':>13}{'requests':>10}{'errors':>8}")
     lines = [f"benchmark: median of {rounds} interleaved round(s); +p99 = p99 minus direct's p99 "
              f"(same round); vs HAProxy: edge/haproxy, edge-tls/haproxy-tls; us/req = proxy CPU "
-             f"microseconds per request", head, "-" * len(head)]
+             f"microseconds per request (user: of which in user space)", head, "-" * len(head)]
     for t in TARGETS:
         r = s[t]
         spread = f"({r['rps_min']:.0f}-{r['rps_max']:.0f})"
@@ -390,8 +400,9 @@ def bench_table(s: dict[str, dict], rounds: int) -> str:
         ratio = "-" if r["vs_haproxy"] != r["vs_haproxy"] else f"{r['vs_haproxy']:.2f}x"
         cpu = "-" if r["proxy_cpu"] != r["proxy_cpu"] else f"{r['proxy_cpu'] * 100:.0f}%"
         us = "-" if r["proxy_us_per_req"] != r["proxy_us_per_req"] else f"{r['proxy_us_per_req']:.0f}"
+        user = _f(r["proxy_user_us_per_req"], ".0f")
         lines.append(f"{t:<13}{r['rps']:>9.0f}{spread:>17}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{added:>9}"
-                     f"{ratio:>12}{cpu:>11}{us:>8}{r['backend_cpu'] * 100:>12.0f}%{r['requests']:>10}{r['errors']:>8}")
+                     f"{ratio:>12}{cpu:>11}{us:>8}{user:>8}{r['backend_cpu'] * 100:>12.0f}%{r['requests']:>10}{r['errors']:>8}")
     return "\n".join(lines)
 
 
