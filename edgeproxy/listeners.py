@@ -72,6 +72,7 @@ class _HeaderReader(protocol.Protocol):
     def _refuse(self, why: str) -> None:
         self._cancel()
         self.factory.refused += 1
+        self.factory.on_refused()
         _log.warn("bad PROXY header from {peer}: {why}", peer=self.peer.host, why=why)
         self.transport.abortConnection()
 
@@ -93,12 +94,13 @@ class ProxyHeaderFactory(protocol.Factory):
 
     noisy = False
 
-    def __init__(self, reactor, wrapped: protocol.Factory, trusted, timeout: float):
+    def __init__(self, reactor, wrapped: protocol.Factory, trusted, timeout: float, on_refused=lambda: None):
         self.reactor = reactor
         self.wrapped = wrapped
         self.trusted = trusted
         self.timeout = timeout
         self.refused = 0
+        self.on_refused = on_refused          # a bad or missing header closed a connection (a metric)
 
     def doStart(self):
         self.wrapped.doStart()
@@ -119,7 +121,7 @@ def _tcp_endpoint(reactor, port: int, opts: dict[str, str]):
 
 
 def listen(reactor, desc: str, factory: protocol.Factory, *, trusted=(), proxy_protocol: bool = False,
-           header_timeout: float = 10.0):
+           header_timeout: float = 10.0, on_refused=lambda: None):
     """Listen on ``desc`` (a Twisted endpoint description; ``ssl:`` ones get the
     edge's TLS context).  Returns (Deferred firing with the port, the TLS
     context factory or None)."""
@@ -132,5 +134,5 @@ def listen(reactor, desc: str, factory: protocol.Factory, *, trusted=(), proxy_p
     else:
         endpoint = serverFromString(reactor, desc)
     if proxy_protocol:
-        factory = ProxyHeaderFactory(reactor, factory, trusted, header_timeout)
+        factory = ProxyHeaderFactory(reactor, factory, trusted, header_timeout, on_refused)
     return endpoint.listen(factory), ctx

@@ -178,7 +178,8 @@ class EdgeService(service.Service):
         super().startService()
         settings = self.edge.settings
         kw = dict(trusted=settings.trusted_proxies, proxy_protocol=self.proxy_protocol,
-                  header_timeout=settings.head_timeout)
+                  header_timeout=settings.head_timeout,
+                  on_refused=self.edge.metrics.rejected.labels("proxy_header").inc)
         for desc in self.listen:
             secure = desc.startswith("ssl:")
             d, ctx = listen(self.reactor, desc, FrontendFactory(self.edge, secure=secure), **kw)

@@ -140,6 +140,10 @@ def test_a_bad_or_missing_header_closes_that_connection_only(edge):
     assert exchange(edge, PH.V2_SIGNATURE + b"\x21\x11\xff\xff", b"") == b""
     assert edge["child"].alive()
     assert "bad PROXY header from 127.0.0.1" in edge["child"].log(tail=100_000)
+    with socket.create_connection(("127.0.0.1", edge["plain"]), timeout=5, source_address=("127.0.0.3", 0)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        metrics = _read_all(s).decode()
+    assert 'edge_rejected_total{what="proxy_header"} 3.0' in metrics
     assert answer(exchange(edge, PH.encode_v1(("203.0.113.8", 1), ("127.0.0.1", 1)), request()))[0] == 200
 
 
