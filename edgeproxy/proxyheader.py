@@ -133,7 +133,10 @@ def encode_v1(source: tuple[str, int] | None, destination: tuple[str, int] | Non
     if source is None:
         return b"PROXY UNKNOWN\r\n"
     destination = destination or (("0.0.0.0" if ":" not in source[0] else "::"), 0)
-    proto = "TCP6" if ipaddress.ip_address(source[0]).version == 6 else "TCP4"
+    version = ipaddress.ip_address(source[0]).version
+    if ipaddress.ip_address(destination[0]).version != version:
+        raise ValueError("PROXY v1: source and destination must be of one address family")
+    proto = "TCP6" if version == 6 else "TCP4"
     return f"PROXY {proto} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode()
 
 
@@ -144,6 +147,8 @@ def encode_v2(source: tuple[str, int] | None, destination: tuple[str, int] | Non
         return V2_SIGNATURE + struct.pack("!BBH", 0x20, 0x00, len(tlvs)) + tlvs
     src = ipaddress.ip_address(source[0])
     dst = ipaddress.ip_address(destination[0] if destination else ("::" if src.version == 6 else "0.0.0.0"))
+    if src.version != dst.version:
+        raise ValueError("PROXY v2: source and destination must be of one address family")
     dport = destination[1] if destination else 0
     body = src.packed + dst.packed + struct.pack("!HH", source[1], dport) + tlvs
     fam = 0x11 if src.version == 4 else 0x21

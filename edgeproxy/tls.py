@@ -14,6 +14,8 @@ here and listened on in ``listeners``.
 """
 from __future__ import annotations
 
+import re
+
 from OpenSSL import SSL
 from twisted.logger import Logger
 
@@ -68,8 +70,10 @@ def _select_alpn(conn, protocols):
 
 
 def parse_ssl_description(desc: str) -> tuple[int, dict[str, str]]:
-    """``ssl:PORT:k=v:...`` -> (port, {k: v}); ValueError if malformed."""
-    parts = desc.split(":")
+    """``ssl:PORT:k=v:...`` -> (port, {k: v}); ValueError if malformed.  As in
+    Twisted's endpoint strings, ``\\:`` is a colon inside a value (an IPv6
+    ``interface=\\:\\:1``)."""
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", desc)]
     if parts[0] != "ssl" or len(parts) < 2:
         raise ValueError(f"not an ssl: endpoint: {desc!r}")
     opts = {}

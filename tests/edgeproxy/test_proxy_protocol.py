@@ -46,17 +46,18 @@ def edge(module_children, tmp_path_factory):
     subprocess.run([sys.executable, "-m", "certs.devca", "--dir", str(tmp / "certs"), "--quiet"], check=True)
     backend = free_port()
     module_children.start("echo", [sys.executable, "-c", ECHO, str(backend)])
-    https, plain = free_port(), free_port()
+    https, plain, https6 = free_port(), free_port(), free_port()
     c = tmp / "certs"
     child = module_children.twistd("edge-pp", "edgeproxy", [
         "--listen", f"ssl:{https}:interface=127.0.0.1:privateKey={c}/server.key:certKey={c}/server.crt",
         "--listen", f"tcp:{plain}:interface=127.0.0.1",
-        "--cells", f"echo=http://127.0.0.1:{backend}", "--proxy-protocol", "--trusted-proxies", "127.0.0.1/32",
+        "--listen", rf"ssl:{https6}:interface=\:\:1:privateKey={c}/server.key:certKey={c}/server.crt",
+        "--cells", f"echo=http://127.0.0.1:{backend}", "--proxy-protocol", "--trusted-proxies", "127.0.0.1/32,::1",
         "--compute-rate", "0.05", "--compute-burst", "2", "--head-timeout", "2",
         "--access-log", str(tmp / "access.jsonl")])
     wait_until(lambda: http_ok(f"http://127.0.0.1:{plain}/healthz") and b'"up": true' in _get_raw(plain),
                60, "the edge and its backend up", child=child)
-    return {"https": https, "plain": plain, "child": child, "ca": str(c / "ca.pem"), "tmp": tmp}
+    return {"https": https, "plain": plain, "https6": https6, "child": child, "ca": str(c / "ca.pem"), "tmp": tmp}
 
 
 def _get_raw(port):
@@ -76,9 +77,10 @@ def _read_all(s) -> bytes:
 
 
 def exchange(edge, header: bytes, request: bytes, source="127.0.0.1", tls=False) -> bytes:
-    """Send ``header`` on a fresh connection from ``source``, then ``request`` (over TLS if asked)."""
-    port = edge["https"] if tls else edge["plain"]
-    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as raw:
+    """Send ``header`` on a fresh connection from ``source``, then ``request`` (over TLS if asked;
+    from ``::1`` to the edge's IPv6 TLS listener)."""
+    host, port = ("::1", edge["https6"]) if source == "::1" else ("127.0.0.1", edge["https"] if tls else edge["plain"])
+    with socket.create_connection((host, port), timeout=5, source_address=(source, 0)) as raw:
         if not tls:
             raw.sendall(header + request)     # one write: an aborted connection cannot reset a second one
             return _read_all(raw)
@@ -102,12 +104,20 @@ def answer(raw: bytes) -> tuple[int, dict]:
 def test_a_trusted_balancer_names_the_client_in_v1_and_v2_plain_and_tls(edge):
     status, body = answer(exchange(edge, PH.encode_v1(("203.0.113.7", 5555), ("127.0.0.1", 443)), request()))
     assert status == 200 and body["xff"] == ["203.0.113.7"]
-    status, body = answer(exchange(edge, PH.encode_v2(("2001:db8::42", 7000), ("::1", 443)), request(), tls=True))
+    status, body = answer(exchange(edge, PH.encode_v2(("2001:db8::42", 7000), ("2001:db8::1", 443)), request(),
+                                   tls=True))
     assert status == 200 and body["xff"] == ["2001:db8::42"]
     status, body = answer(exchange(edge, PH.encode_v1(("198.51.100.3", 1), ("127.0.0.1", 443)), request(), tls=True))
     assert status == 200 and body["xff"] == ["198.51.100.3"]
     lines = [json.loads(x) for x in (edge["tmp"] / "access.jsonl").read_text().splitlines()]
     assert {"203.0.113.7", "2001:db8::42", "198.51.100.3"} <= {x["ip"] for x in lines}
+
+
+def test_an_ipv6_listener_and_balancer(edge):
+    status, body = answer(exchange(edge, PH.encode_v2(("203.0.113.70", 1), ("192.0.2.1", 443)), request(), source="::1",
+                                   tls=True))
+    assert status == 200 and body["xff"] == ["203.0.113.70"]
+    assert answer(exchange(edge, b"", request(), source="::1", tls=True))[1]["xff"] == ["::1"]
 
 
 def test_a_trusted_peer_may_also_send_no_header_or_local(edge):

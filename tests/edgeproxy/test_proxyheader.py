@@ -73,6 +73,12 @@ def test_v2_malformed_headers_say_what_is_wrong(raw, why):
         PH.parse(raw)
 
 
+def test_encoders_refuse_mixed_address_families():
+    for encode in (PH.encode_v1, PH.encode_v2):
+        with pytest.raises(ValueError, match="one address family"):
+            encode(("192.0.2.1", 1), ("::1", 2))
+
+
 def test_detect_needs_only_the_signature():
     assert PH.detect(b"") is None and PH.detect(b"PRO") is None and PH.detect(b"\r\n\r\n\x00") is None
     assert PH.detect(b"PROXY ") is True and PH.detect(PH.V2_SIGNATURE) is True

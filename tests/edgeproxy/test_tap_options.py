@@ -37,3 +37,16 @@ def test_proxy_protocol_needs_trusted_peers_and_comes_from_the_file_too(tmp_path
     o = Options()
     o.parseOptions(static)
     assert o.proxy_protocol is False
+
+
+def test_ssl_descriptions_take_escaped_colons_as_twisted_does():
+    from edgeproxy.tls import parse_ssl_description
+
+    assert parse_ssl_description("ssl:8443:privateKey=k.pem") == (8443, {"privateKey": "k.pem", "certKey": "k.pem"})
+    port, opts = parse_ssl_description(r"ssl:8443:interface=\:\:1:privateKey=k.pem:certKey=c.pem")
+    assert (port, opts["interface"], opts["certKey"]) == (8443, "::1", "c.pem")
+    port, opts = parse_ssl_description(r"ssl:port=9443:interface=127.0.0.1:privateKey=C\:/k.pem")
+    assert (port, opts["privateKey"]) == (9443, "C:/k.pem")
+    for bad in ("tcp:80", "ssl:", "ssl:x:privateKey=k", "ssl:80", "ssl:80:81:privateKey=k"):
+        with pytest.raises(ValueError):
+            parse_ssl_description(bad)
