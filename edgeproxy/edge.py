@@ -271,11 +271,16 @@ class Edge:
         req = front.request
         path = req.path
         peer = front.peer_ip
+        https = front.secure or front.client_tls
         if self.settings.trusted_proxies and is_trusted(peer, self.settings.trusted_proxies):
             xff = [v.decode("latin-1") for v in req.get_all(b"x-forwarded-for")]
             front.client_ip = client_ip(peer, xff, self.settings.trusted_proxies)
+            # a balancer that terminated TLS says so (the first value: the hop nearest the browser)
+            proto = req.get(b"x-forwarded-proto")
+            https = https or (proto is not None and proto.split(b",")[0].strip().lower() == b"https")
         else:
             front.client_ip = peer
+        front.https = https
         if front.redirect_only and path != b"/healthz":
             host = (req.get(b"host") or b"localhost").split(b":")[0]
             port = b"" if self.settings.https_port == 443 else b":%d" % self.settings.https_port
@@ -366,7 +371,7 @@ class Edge:
         if front.client_ip != front.peer_ip:
             chain = f"{front.client_ip}, {front.peer_ip}"
         headers.append((b"x-forwarded-for", chain.encode()))
-        headers.append((b"x-forwarded-proto", b"https" if front.secure else b"http"))
+        headers.append((b"x-forwarded-proto", b"https" if front.https else b"http"))
         if req.is_websocket:
             headers += [(b"connection", b"Upgrade"), (b"upgrade", b"websocket")]
         else:

@@ -55,15 +55,18 @@ class _HeaderReader(protocol.Protocol):
         if header is not None and header.source is not None:
             ip, port = header.source
             client = (address.IPv6Address if ":" in ip else address.IPv4Address)("TCP", ip, port)
-        self._hand_over(client, self.buf[header.length:] if header is not None else self.buf)
+        self._hand_over(client, self.buf[header.length:] if header is not None else self.buf,
+                        header is not None and header.tls)
 
-    def _hand_over(self, client, rest: bytes) -> None:
+    def _hand_over(self, client, rest: bytes, client_tls: bool = False) -> None:
         self._cancel()
         transport, self.buf = self.transport, b""
         inner = self.factory.wrapped.buildProtocol(client)
         if inner is None:
             transport.loseConnection()
             return
+        if client_tls and hasattr(inner, "client_tls"):
+            inner.client_tls = True         # a plain listener's frontend: the client used TLS to the balancer
         transport.protocol = inner          # what the TCP connection calls from now on
         inner.makeConnection(transport)
         if rest:

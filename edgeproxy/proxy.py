@@ -353,7 +353,12 @@ class Frontend(protocol.Protocol):
 
     def __init__(self, edge: "Edge", secure: bool, redirect_only: bool = False, addr=None):
         self.edge = edge
-        self.secure = secure
+        self.secure = secure          # TLS to the edge (an ssl: listener)
+        # The client used TLS to a trusted balancer in front (its PROXY v2 SSL
+        # TLV; ``listeners``), or a trusted peer's X-Forwarded-Proto says https:
+        # either way the page is on https (X-Forwarded-Proto, HSTS).
+        self.client_tls = False
+        self.https = secure           # this request's scheme as the browser saw it (set per request)
         self.redirect_only = redirect_only
         self.addr = addr          # where it came from: the TCP peer, or a trusted PROXY header's client
         self.buf = bytearray()
@@ -524,7 +529,7 @@ class Frontend(protocol.Protocol):
         hdrs = list(headers)
         hdrs.append((b"content-length", b"%d" % len(body)))
         hdrs.append((b"connection", b"keep-alive" if self.keep_alive else b"close"))
-        if self.secure:
+        if self.https:
             hdrs.append((b"strict-transport-security", HSTS))
         self.status = status
         self.bytes_out = len(body)
@@ -627,7 +632,7 @@ class Frontend(protocol.Protocol):
         if head.chunked:
             headers.append((b"transfer-encoding", b"chunked"))
         headers.append((b"connection", b"keep-alive" if self.keep_alive else b"close"))
-        if self.secure and not any(k == b"strict-transport-security" for k, _ in headers):
+        if self.https and not any(k == b"strict-transport-security" for k, _ in headers):
             headers.append((b"strict-transport-security", HSTS))
         self.bytes_out += len(body)
         send(self.transport, H.serialize_response(head.status, head.reason, headers) + body)

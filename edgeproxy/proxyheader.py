@@ -24,6 +24,8 @@ V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED = 16
 V2_MAX_BODY = 4096                 # addresses + TLVs; the spec allows 64 KiB, nobody sends that much
 _V2_ADDRESS_LEN = {1: 12, 2: 36, 3: 216}    # INET, INET6, UNIX
+PP2_TYPE_SSL = 0x20                # a TLV: how the client reached the balancer
+PP2_CLIENT_SSL = 0x01              # ... over TLS (the balancer terminated it)
 MAX_HEADER = V2_FIXED + V2_MAX_BODY
 
 
@@ -37,6 +39,7 @@ class ProxyHeader:
     version: int
     source: tuple[str, int] | None = None       # the client; None: use the TCP peer (LOCAL, UNKNOWN, unix)
     destination: tuple[str, int] | None = None
+    tls: bool = False                           # v2 PP2_TYPE_SSL: the client spoke TLS to the balancer
 
 
 def detect(buf: bytes | bytearray) -> bool | None:
@@ -119,13 +122,33 @@ def _parse_v2(buf) -> ProxyHeader | None:
     if length < need:
         raise ProxyHeaderError(f"PROXY v2: {length} bytes cannot hold the addresses")
     body = bytes(buf[V2_FIXED:V2_FIXED + need])
+    tls = _client_tls(bytes(buf[V2_FIXED + need:total]))
     if family == 1:
         src, dst = str(ipaddress.IPv4Address(body[0:4])), str(ipaddress.IPv4Address(body[4:8]))
         sport, dport = struct.unpack_from("!HH", body, 8)
     else:
         src, dst = str(ipaddress.IPv6Address(body[0:16])), str(ipaddress.IPv6Address(body[16:32]))
         sport, dport = struct.unpack_from("!HH", body, 32)
-    return ProxyHeader(total, 2, (src, sport), (dst, dport))
+    return ProxyHeader(total, 2, (src, sport), (dst, dport), tls)
+
+
+def _client_tls(tlvs: bytes) -> bool:
+    """Whether the TLVs after the addresses say the client came over TLS;
+    other TLVs (ALPN, authority, unique id, ...) are skipped."""
+    i, tls = 0, False
+    while i < len(tlvs):
+        if len(tlvs) - i < 3:
+            raise ProxyHeaderError("PROXY v2: a TLV cut short")
+        kind, length = tlvs[i], struct.unpack_from("!H", tlvs, i + 1)[0]
+        value = tlvs[i + 3:i + 3 + length]
+        if len(value) != length:
+            raise ProxyHeaderError(f"PROXY v2: TLV 0x{kind:02x} longer than the header")
+        if kind == PP2_TYPE_SSL:
+            if length < 5:
+                raise ProxyHeaderError("PROXY v2: an SSL TLV needs its client and verify fields")
+            tls = bool(value[0] & PP2_CLIENT_SSL)
+        i += 3 + length
+    return tls
 
 
 def encode_v1(source: tuple[str, int] | None, destination: tuple[str, int] | None = None) -> bytes:
@@ -141,8 +164,11 @@ def encode_v1(source: tuple[str, int] | None, destination: tuple[str, int] | Non
 
 
 def encode_v2(source: tuple[str, int] | None, destination: tuple[str, int] | None = None,
-              tlvs: bytes = b"") -> bytes:
-    """A v2 header: PROXY over TCP, or LOCAL when ``source`` is None."""
+              tlvs: bytes = b"", tls: bool = False) -> bytes:
+    """A v2 header: PROXY over TCP, or LOCAL when ``source`` is None; ``tls``
+    adds the SSL TLV saying the client came over TLS."""
+    if tls:
+        tlvs += struct.pack("!BHBI", PP2_TYPE_SSL, 5, PP2_CLIENT_SSL, 0)
     if source is None:
         return V2_SIGNATURE + struct.pack("!BBH", 0x20, 0x00, len(tlvs)) + tlvs
     src = ipaddress.ip_address(source[0])

@@ -27,7 +27,8 @@ class H(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get('content-length') or 0)
         self.rfile.read(n)
         body = json.dumps({'free': 1} if self.path == '/healthz'
-                          else {'xff': self.headers.get_all('x-forwarded-for')}).encode()
+                          else {'xff': self.headers.get_all('x-forwarded-for'),
+                                'xfp': self.headers.get_all('x-forwarded-proto')}).encode()
         self.send_response(200)
         self.send_header('content-type', 'application/json')
         self.send_header('content-length', str(len(body)))
@@ -91,14 +92,18 @@ def exchange(edge, header: bytes, request: bytes, source="127.0.0.1", tls=False)
             return _read_all(s)
 
 
-def request(method="GET", path="/echo", body=b"") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+def request(method="GET", path="/echo", body=b"", extra="") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}"
             f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def answer(raw: bytes) -> tuple[int, dict]:
     head, _, body = raw.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body or b"{}")
+
+
+def hsts(raw: bytes) -> bool:
+    return b"\r\nstrict-transport-security:" in raw.partition(b"\r\n\r\n")[0].lower()
 
 
 def test_a_trusted_balancer_names_the_client_in_v1_and_v2_plain_and_tls(edge):
@@ -118,6 +123,21 @@ def test_an_ipv6_listener_and_balancer(edge):
                                    tls=True))
     assert status == 200 and body["xff"] == ["203.0.113.70"]
     assert answer(exchange(edge, b"", request(), source="::1", tls=True))[1]["xff"] == ["::1"]
+
+
+def test_the_scheme_the_browser_used_comes_from_trusted_peers_only(edge):
+    """A balancer that terminated TLS says so (X-Forwarded-Proto, or PROXY v2's
+    SSL TLV): the cell server must hand out wss:// URLs, and answers get HSTS."""
+    out = exchange(edge, b"", request(extra="X-Forwarded-Proto: https\r\n"))
+    assert answer(out)[1]["xfp"] == ["https"] and hsts(out)
+    out = exchange(edge, PH.encode_v2(("203.0.113.5", 1), ("192.0.2.1", 443), tls=True), request())
+    assert answer(out)[1] == {"xff": ["203.0.113.5"], "xfp": ["https"]} and hsts(out)
+    out = exchange(edge, PH.encode_v2(("203.0.113.5", 1), ("192.0.2.1", 80)), request())
+    assert answer(out)[1]["xfp"] == ["http"] and not hsts(out)
+    out = exchange(edge, b"", request(extra="X-Forwarded-Proto: https\r\n"), source="127.0.0.2")
+    assert answer(out)[1]["xfp"] == ["http"] and not hsts(out)          # not believed from anyone else
+    out = exchange(edge, b"", request(), tls=True)
+    assert answer(out)[1]["xfp"] == ["https"] and hsts(out)
 
 
 def test_a_trusted_peer_may_also_send_no_header_or_local(edge):

@@ -73,6 +73,19 @@ def test_v2_malformed_headers_say_what_is_wrong(raw, why):
         PH.parse(raw)
 
 
+def test_v2_ssl_tlv_says_the_client_came_over_tls():
+    alpn = b"\x01\x00\x08http/1.1"
+    h = PH.parse(PH.encode_v2(("198.51.100.9", 1234), ("192.0.2.1", 443), tlvs=alpn, tls=True))
+    assert h.tls and h.source == ("198.51.100.9", 1234)
+    assert not PH.parse(PH.encode_v2(("198.51.100.9", 1234), ("192.0.2.1", 443), tlvs=alpn)).tls
+    not_tls = b"\x20\x00\x05\x00\x00\x00\x00\x00"                 # an SSL TLV whose client flag is 0
+    assert not PH.parse(PH.encode_v2(("198.51.100.9", 1), ("192.0.2.1", 2), tlvs=not_tls)).tls
+    for bad, why in ((b"\x01\x00\x09http/1.1", "longer than"), (b"\x20\x00\x01\x01", "client and verify"),
+                     (b"\x01\x00", "cut short")):
+        with pytest.raises(PH.ProxyHeaderError, match=why):
+            PH.parse(PH.encode_v2(("198.51.100.9", 1), ("192.0.2.1", 2), tlvs=bad))
+
+
 def test_encoders_refuse_mixed_address_families():
     for encode in (PH.encode_v1, PH.encode_v2):
         with pytest.raises(ValueError, match="one address family"):
@@ -117,6 +130,7 @@ def test_any_bytes_give_a_header_none_or_a_clear_error(data):
 class Recorder(protocol.Protocol):
     def __init__(self, addr):
         self.addr, self.data, self.made = addr, b"", False
+        self.client_tls = False            # as a Frontend has
 
     def connectionMade(self):
         self.made = True
@@ -157,6 +171,10 @@ def test_a_trusted_peer_header_names_the_client_and_the_reader_steps_aside():
     assert p.addr == address.IPv4Address("TCP", "203.0.113.7", 5555)
     assert p.made and p.data == b"GET / HTTP/1.1\r\n" and transport.protocol is p
     assert not clock.getDelayedCalls()              # the header timer is gone
+    assert not p.client_tls
+    _, inner, _, reader, _ = connect()
+    reader.dataReceived(PH.encode_v2(("203.0.113.7", 5555), ("192.0.2.1", 443), tls=True))
+    assert inner.built[0].client_tls
 
 
 def test_a_trusted_peer_without_a_header_is_passed_on_as_it_came():
