@@ -191,13 +191,17 @@ listen tls_v2
 listen plain_v1
     bind 127.0.0.1:{plain_in}
     server edge 127.0.0.1:{plain} send-proxy
+listen tls_terminated
+    bind 127.0.0.1:{term_in} ssl crt {pem}
+    server edge 127.0.0.1:{plain} send-proxy-v2-ssl
 """
 
 
 def test_real_haproxy_in_tcp_mode_passes_the_client_through(edge, children, tmp_path):
-    tls_in, plain_in = free_port(), free_port()
+    tls_in, plain_in, term_in = free_port(), free_port(), free_port()
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(HAPROXY_TCP.format(tls_in=tls_in, plain_in=plain_in, https=edge["https"], plain=edge["plain"]))
+    cfg.write_text(HAPROXY_TCP.format(tls_in=tls_in, plain_in=plain_in, term_in=term_in, https=edge["https"],
+                                      plain=edge["plain"], pem=edge["tmp"] / "certs" / "server.pem"))
     children.start("haproxy", [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(cfg)])
     via = dict(edge, https=tls_in, plain=plain_in)
 
@@ -210,3 +214,5 @@ def test_real_haproxy_in_tcp_mode_passes_the_client_through(edge, children, tmp_
     wait_until(up, 20, "haproxy in front of the edge")
     assert answer(exchange(via, b"", request(), source="127.0.0.6"))[1]["xff"] == ["127.0.0.6"]       # v1
     assert answer(exchange(via, b"", request(), source="127.0.0.7", tls=True))[1]["xff"] == ["127.0.0.7"]  # v2
+    out = exchange(dict(via, https=term_in), b"", request(), source="127.0.0.8", tls=True)   # v2 with the SSL TLV
+    assert answer(out)[1] == {"xff": ["127.0.0.8"], "xfp": ["https"]} and hsts(out)
