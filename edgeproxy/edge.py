@@ -281,7 +281,8 @@ class Edge:
         else:
             front.client_ip = peer
         front.https = https
-        if front.redirect_only and path != b"/healthz":
+        if front.redirect_only and path != b"/healthz" and not https:
+            # (a trusted balancer that terminated TLS and says so is served, not sent round in a loop)
             host = (req.get(b"host") or b"localhost").split(b":")[0]
             port = b"" if self.settings.https_port == 443 else b":%d" % self.settings.https_port
             front.route_kind = "redirect"

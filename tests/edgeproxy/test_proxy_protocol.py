@@ -47,18 +47,19 @@ def edge(module_children, tmp_path_factory):
     subprocess.run([sys.executable, "-m", "certs.devca", "--dir", str(tmp / "certs"), "--quiet"], check=True)
     backend = free_port()
     module_children.start("echo", [sys.executable, "-c", ECHO, str(backend)])
-    https, plain, https6 = free_port(), free_port(), free_port()
+    https, plain, https6, redirect = free_port(), free_port(), free_port(), free_port()
     c = tmp / "certs"
     child = module_children.twistd("edge-pp", "edgeproxy", [
         "--listen", f"ssl:{https}:interface=127.0.0.1:privateKey={c}/server.key:certKey={c}/server.crt",
         "--listen", f"tcp:{plain}:interface=127.0.0.1",
         "--listen", rf"ssl:{https6}:interface=\:\:1:privateKey={c}/server.key:certKey={c}/server.crt",
+        "--http-listen", f"tcp:{redirect}:interface=127.0.0.1",
         "--cells", f"echo=http://127.0.0.1:{backend}", "--proxy-protocol", "--trusted-proxies", "127.0.0.1/32,::1",
         "--compute-rate", "0.05", "--compute-burst", "2", "--head-timeout", "2",
         "--access-log", str(tmp / "access.jsonl")])
     wait_until(lambda: http_ok(f"http://127.0.0.1:{plain}/healthz") and b'"up": true' in _get_raw(plain),
                60, "the edge and its backend up", child=child)
-    return {"https": https, "plain": plain, "https6": https6, "child": child, "ca": str(c / "ca.pem"), "tmp": tmp}
+    return {"https": https, "plain": plain, "https6": https6, "redirect": redirect, "child": child, "ca": str(c / "ca.pem"), "tmp": tmp}
 
 
 def _get_raw(port):
@@ -138,6 +139,12 @@ def test_the_scheme_the_browser_used_comes_from_trusted_peers_only(edge):
     assert answer(out)[1]["xfp"] == ["http"] and not hsts(out)          # not believed from anyone else
     out = exchange(edge, b"", request(), tls=True)
     assert answer(out)[1]["xfp"] == ["https"] and hsts(out)
+    # the redirecting listener sends plain http to https, but not what a trusted balancer says was https
+    to_redirect = dict(edge, plain=edge["redirect"])
+    assert exchange(to_redirect, b"", request(), source="127.0.0.2").startswith(b"HTTP/1.1 301")
+    assert exchange(to_redirect, b"", request(extra="X-Forwarded-Proto: https\r\n"),
+                    source="127.0.0.2").startswith(b"HTTP/1.1 301")
+    assert answer(exchange(to_redirect, b"", request(extra="X-Forwarded-Proto: https\r\n")))[1]["xfp"] == ["https"]
 
 
 def test_a_trusted_peer_may_also_send_no_header_or_local(edge):
