@@ -14,9 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
+
+from jupyter_client.jsonutil import extract_dates
 
 from cellserver.kernels import KernelMessage
 
@@ -65,6 +68,7 @@ def parse_client_frame(payload: bytes | str, max_code: int) -> tuple[str, dict[s
         raise FrameError(CLOSE_BAD_FRAME, "header.msg_id must be a non-empty string")
     if msg_type not in ALLOWED[channel]:
         raise FrameError(CLOSE_BAD_FRAME, f"message type {str(msg_type)[:40]!r} is not accepted on {channel}")
+    _kernel_can_read(header, frame.get("parent_header", {}))
     content = frame.get("content", {})
     if not isinstance(content, dict):
         raise FrameError(CLOSE_BAD_FRAME, "content must be a JSON object")
@@ -89,6 +93,35 @@ def parse_client_frame(payload: bytes | str, max_code: int) -> tuple[str, dict[s
     if buffers:
         message["buffers"] = decode_buffers(buffers)
     return channel, message
+
+
+_VERSION = re.compile(r"\d+(\.\d+)*")
+
+
+def _kernel_can_read(header: dict[str, Any], parent_header: Any) -> None:
+    """Refuse a header the kernel would drop without a word.
+
+    ipykernel reads a message with jupyter_client's ``Session.deserialize``,
+    which turns ISO dates into datetimes (a malformed one raises) and reads
+    the protocol's major version from ``header.version`` (anything but a
+    string like "5.3" raises); a message that fails there is logged by the
+    kernel and never answered.  For an ``execute_request`` that is worse
+    than a lost request: the evaluation never begins, so every later one
+    waits behind it (``scheduler``), and the page's kernel looks hung.  And
+    ipykernel keys its output buffers on the request's header items, so a
+    list or an object among them breaks every print of that evaluation.
+    """
+    for key, value in header.items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise FrameError(CLOSE_BAD_FRAME, f"header.{key[:40]} must be a string or a number")
+    version = header.get("version")
+    if "version" in header and not (isinstance(version, str) and _VERSION.fullmatch(version)):
+        raise FrameError(CLOSE_BAD_FRAME, "header.version must be a protocol version such as '5.3'")
+    for name, part in (("header", header), ("parent_header", parent_header)):
+        try:
+            extract_dates(part)
+        except (ValueError, OverflowError, TypeError) as e:
+            raise FrameError(CLOSE_BAD_FRAME, f"{name} holds a date that is not one: {str(e)[:60]}")
 
 
 def decode_buffers(buffers) -> list[bytes]:

@@ -36,6 +36,15 @@ def test_valid_execute_is_passed_with_stdin_off():
     (frame(metadata=3), M.CLOSE_BAD_FRAME, "metadata"),
     (frame(content={"code": "x" * 101}), M.CLOSE_LIMIT, "limit is 100"),
     (b"\xff\xfe", M.CLOSE_BAD_FRAME, "not valid JSON"),
+    # headers the kernel would drop unanswered (an evaluation that never begins blocks every later one)
+    (frame(header={"msg_id": "x", "msg_type": "execute_request", "version": 0}), M.CLOSE_BAD_FRAME, "version"),
+    (frame(header={"msg_id": "x", "msg_type": "execute_request", "version": "five"}), M.CLOSE_BAD_FRAME, "version"),
+    (frame(header={"msg_id": "x", "msg_type": "execute_request", "date": "2026-02-30T10:00:00Z"}),
+     M.CLOSE_BAD_FRAME, "date"),
+    (frame(parent_header={"date": "2026-13-01T10:00:00Z"}), M.CLOSE_BAD_FRAME, "parent_header holds a date"),
+    (frame(header={"msg_id": "x", "msg_type": "execute_request", "session": {"a": 1}}), M.CLOSE_BAD_FRAME,
+     "header.session must be a string"),
+    (frame(header={"msg_id": "x", "msg_type": "execute_request", "date": [""]}), M.CLOSE_BAD_FRAME, "header.date"),
 ])
 def test_bad_frames_say_what_is_wrong(payload, code, words):
     with pytest.raises(M.FrameError) as e:
@@ -49,6 +58,33 @@ def test_garbage_only_ever_raises_frame_error(data):
         M.parse_client_frame(data, max_code=100)
     except M.FrameError:
         pass
+
+
+HEADER_VALUES = st.one_of(
+    st.text(max_size=12), st.integers(), st.floats(allow_nan=False), st.none(), st.booleans(),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.sampled_from(["5.3", "4.1", "5", "x.y", "2026-01-01T00:00:00Z", "2026-02-30T10:00:00Z", "2026-01-01"]))
+
+
+@given(st.dictionaries(st.sampled_from(["session", "username", "date", "version", "subshell_id", "x"]),
+                       HEADER_VALUES, max_size=5),
+       st.dictionaries(st.sampled_from(["msg_id", "date", "version"]), HEADER_VALUES, max_size=3))
+def test_what_is_accepted_the_kernel_can_read(extra, parent):
+    """Whatever passes validation goes through the kernel's own reading of a
+    message (jupyter_client's Session.deserialize, as ipykernel calls it)
+    and can key ipykernel's output buffers (frozenset of the header's items)."""
+    from jupyter_client.session import Session
+
+    header = {**extra, "msg_id": "m1", "msg_type": "execute_request"}
+    try:
+        _, msg = M.parse_client_frame(frame(header=header, parent_header=parent), max_code=100)
+    except M.FrameError:
+        return
+    session = Session(key=b"k" * 32)
+    idents, parts = session.feed_identities(session.serialize(msg))
+    read = session.deserialize(parts, content=True)
+    assert read["header"]["msg_id"] == "m1" and read["content"]["code"] == "1+1"
+    frozenset(read["header"].items())
 
 
 def test_kernel_frame_keeps_raw_parts():
