@@ -303,6 +303,8 @@ async def test_bad_websocket_input_closes_with_reasons_and_harms_nothing(server)
              (b'{"channel": "stdin", "header": {"msg_id": "a", "msg_type": "input_reply"}}', False, 4400, "channel"),
              (json.dumps({"channel": "shell", "header": {"msg_id": "a", "msg_type": "shutdown_request"}}).encode(),
               False, 4400, "not accepted"),
+             (json.dumps({"channel": "shell", "header": {"msg_id": "a", "msg_type": "execute_request", "version": 0},
+                         "content": {"code": "1"}}).encode(), False, 4400, "header.version"),
              (b"\x00\x01", True, 4400, "binary"),
              (b'{"channel": "shell", "pad": "' + b"x" * 200_000 + b'"}', False, 1009, "")]
     for payload, binary, want, words in cases:
