@@ -56,7 +56,12 @@ def random_frame(rng: random.Random, n: int, odd_header: bool) -> dict:
         for key in ("session", "username", "version", "date"):
             if rng.random() < 0.5:
                 header[key] = odd(rng)
-    return {"channel": channel, "header": header, "content": content, "parent_header": {}, "metadata": {}}
+    frame = {"channel": channel, "header": header, "content": content, "parent_header": {}, "metadata": {}}
+    if rng.random() < 0.3:
+        frame["metadata"] = {rng.choice(["cellId", "deletedCells", "recordTiming", "x"]): odd(rng)}
+    if rng.random() < 0.2:
+        frame["parent_header"] = {rng.choice(["msg_id", "date", "session"]): odd(rng)}
+    return frame
 
 
 @pytest_twisted.ensureDeferred
