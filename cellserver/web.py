@@ -37,7 +37,7 @@ from cellserver.metrics import reason_bucket
 from cellserver.relay import channels_factory
 from cellserver.sessions import KernelRegistry, KernelSession
 from deploy.clientip import client_ip
-from deploy.webutil import FormRequest, apply_cors, json_body, json_error
+from deploy.webutil import FormRequest, MethodsResource, apply_cors, json_body, json_error
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -213,8 +213,8 @@ def respond_async(request, app: CellApp, endpoint: str, coro_fn):
     return server.NOT_DONE_YET
 
 
-class JsonResource(resource.Resource):
-    """Base: CORS preflight for every JSON endpoint."""
+class JsonResource(MethodsResource):
+    """Base: CORS preflight for every JSON endpoint, and a JSON 405 for a method it does not take."""
 
     def render_OPTIONS(self, request):
         apply_cors(request)
@@ -289,7 +289,7 @@ class ChannelsOnly(resource.Resource):
         self.putChild(b"channels", WebSocketResource(app.ws_factory))
 
 
-class FilesResource(resource.Resource):
+class FilesResource(MethodsResource):
     isLeaf = True
 
     def __init__(self, app: CellApp, kid: str):
@@ -396,7 +396,7 @@ async def run_service(app: CellApp, request):
                  "stderr": "".join(out["stderr"]) + note, "execute_reply": reply}
 
 
-class HealthResource(resource.Resource):
+class HealthResource(MethodsResource):
     isLeaf = True
 
     def __init__(self, app: CellApp, sandbox_report=None):
@@ -421,7 +421,7 @@ class HealthResource(resource.Resource):
         return json_body(request, 200 if status == "ok" else 503, body)
 
 
-class MetricsResource(resource.Resource):
+class MetricsResource(MethodsResource):
     isLeaf = True
 
     def __init__(self, registry):
@@ -433,7 +433,7 @@ class MetricsResource(resource.Resource):
         return generate_latest(self.registry)
 
 
-class TosResource(resource.Resource):
+class TosResource(MethodsResource):
     isLeaf = True
 
     def __init__(self, tos_html: str | None):

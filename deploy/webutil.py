@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.web import resource
 from twisted.web.server import Request
 
 CORS_METHODS = b"GET, POST, DELETE, OPTIONS"
@@ -38,6 +39,45 @@ def json_error(request: Request, status: int, code: str, message: str, retry_aft
     if retry_after is not None:
         request.setHeader(b"Retry-After", str(max(1, int(retry_after + 0.999))).encode())
     return json_body(request, status, {"error": code, "message": message})
+
+
+def method_not_allowed(request: Request, allowed: bytes) -> bytes:
+    """405 with an ``Allow`` header and a JSON body (RFC 9110 15.5.6)."""
+    request.setHeader(b"Allow", allowed)
+    return json_error(request, 405, "method-not-allowed",
+                      f"{request.method.decode('latin-1')[:20]} is not allowed here; use {allowed.decode()}")
+
+
+class MethodsResource(resource.Resource):
+    """A resource that answers a method it has no ``render_*`` for with a
+    JSON 405 naming the ones it has.
+
+    Why: twisted.web answers such requests with an HTML page, 405 for GET,
+    HEAD and POST but 501 "Huh?" for PUT, DELETE and the rest, and a HEAD
+    on a resource without ``render_GET`` is a 500 (``Resource.render_HEAD``
+    calls ``render_GET``).  A client that sent the wrong method gets what is
+    wrong, in the shape of every other error.
+    """
+
+    def render(self, request):
+        allowed = _allowed(type(self))
+        if request.method not in allowed:
+            apply_cors(request)
+            return method_not_allowed(request, b", ".join(allowed))
+        return super().render(request)
+
+
+_ALLOWED: dict[type, tuple[bytes, ...]] = {}
+
+
+def _allowed(cls: type) -> tuple[bytes, ...]:
+    methods = _ALLOWED.get(cls)
+    if methods is None:
+        names = {n[len("render_"):] for n in dir(cls) if n.startswith("render_") and n[len("render_"):].isupper()}
+        if "GET" not in names:
+            names.discard("HEAD")          # Resource's own render_HEAD only calls render_GET
+        methods = _ALLOWED[cls] = tuple(sorted(n.encode() for n in names))
+    return methods
 
 
 def parse_form(qs: bytes) -> dict[bytes, list[bytes]]:

@@ -18,7 +18,7 @@ from twisted.web import http, resource, server
 
 from deploy.clientip import client_ip
 from deploy.jsonlines import NullLines
-from deploy.webutil import FormRequest, apply_cors, json_body, json_error, media_type
+from deploy.webutil import FormRequest, apply_cors, json_body, json_error, media_type, method_not_allowed
 from permalinkd import requestlog, zcodec
 from permalinkd.redisnode import Unavailable
 from permalinkd.store import NotReplicated, StoreFull
@@ -109,12 +109,6 @@ class RequestLog:
             self._log.failure("request log write failed")
 
 
-def _method_not_allowed(request, allowed: bytes) -> bytes:
-    request.setHeader(b"Allow", allowed)
-    return json_error(request, 405, "method-not-allowed",
-                      f"{request.method.decode('latin-1')[:20]} is not allowed here; use {allowed.decode()}")
-
-
 class PermalinkResource(resource.Resource):
     isLeaf = True
     _log = Logger()
@@ -137,7 +131,7 @@ class PermalinkResource(resource.Resource):
     def render(self, request):
         if request.method not in (b"GET", b"HEAD", b"POST", b"OPTIONS"):
             apply_cors(request)
-            body = _method_not_allowed(request, self.ALLOWED)
+            body = method_not_allowed(request, self.ALLOWED)
             self.reqlog.write(request, "permalink", 405, "method-not-allowed", None, self.clock.seconds())
             return body
         return super().render(request)
@@ -263,7 +257,7 @@ class _LoggedLeaf(resource.Resource):
     def render(self, request):
         start = self.reqlog.clock.seconds()
         if self.methods is not None and request.method not in self.methods:
-            outcome, body = "method-not-allowed", _method_not_allowed(request, b", ".join(self.methods))
+            outcome, body = "method-not-allowed", method_not_allowed(request, b", ".join(self.methods))
         else:
             outcome, body = self.answer(request)
         self.reqlog.write(request, self.route, request.code, outcome, None, start)

@@ -286,6 +286,15 @@ async def test_bad_http_input_gets_clear_errors(server):
     assert resp.code == 204
     assert resp.headers.getRawHeaders(b"access-control-allow-origin") == [b"https://example.org"]
     assert resp.headers.getRawHeaders(b"access-control-allow-credentials") == [b"true"]
+    # a method a resource does not take: a JSON 405 naming the ones it does (twisted.web's own
+    # answers were an HTML 501 "Huh?" for PUT or DELETE, and a 500 for HEAD without GET)
+    for method, path, allow in (("PUT", "kernel", b"GET, HEAD, OPTIONS, POST"), ("HEAD", "service", b"OPTIONS, POST"),
+                                ("DELETE", "healthz", b"GET, HEAD"), ("PATCH", "tos.html", b"GET, HEAD, OPTIONS, POST")):
+        resp = await treq.request(method, base + path)
+        body = await resp.content()
+        assert resp.code == 405 and resp.headers.getRawHeaders(b"allow") == [allow], (method, path, resp.code, body)
+        if method != "HEAD":
+            assert json.loads(body)["error"] == "method-not-allowed"
 
 
 @pytest_twisted.ensureDeferred

@@ -58,3 +58,32 @@ def test_without_a_semicolon_the_reading_is_twisteds_own():
     # reparse_form_args leaves such requests as Twisted read them: the same
     for qs in (b"a=1&b=&c", b"=v&x=1", b"a=%20+b&a=2", b"", b"&&a=1&", b"a==b", b"k=%ff"):
         assert parse_form(qs) == http.parse_qs(qs, 1), qs
+
+
+def test_a_method_a_resource_lacks_is_a_json_405_naming_the_ones_it_has():
+    import json
+
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from deploy.webutil import MethodsResource
+
+    class PostOnly(MethodsResource):
+        isLeaf = True
+
+        def render_POST(self, request):
+            return b"posted"
+
+    class Readable(PostOnly):
+        def render_GET(self, request):
+            return b"read"
+
+    for resource, method, allow in ((PostOnly(), b"HEAD", b"POST"), (PostOnly(), b"PUT", b"POST"),
+                                    (Readable(), b"DELETE", b"GET, HEAD, POST")):
+        request = DummyRequest([b""])
+        request.method = method
+        body = resource.render(request)
+        assert request.responseCode == 405 and request.responseHeaders.getRawHeaders(b"allow") == [allow]
+        assert json.loads(body)["error"] == "method-not-allowed" and method.decode() in json.loads(body)["message"]
+    request = DummyRequest([b""])
+    request.method = b"HEAD"
+    assert Readable().render(request) == b"read"          # HEAD is GET's
