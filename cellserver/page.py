@@ -24,7 +24,9 @@ import zlib
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import server
+
+from deploy.webutil import MethodsResource
 
 MAX_CODE = 65_000
 # The languages this server's kernels run (the cell's language menu).  A link's
@@ -138,7 +140,7 @@ def render(preload: dict, notice: str = "", note: str = "") -> bytes:
     return PAGE.format(preload=blob, notice=box).encode("utf-8")
 
 
-class PageResource(resource.Resource):
+class PageResource(MethodsResource):
     isLeaf = True
 
     def __init__(self, static_dir: str, permalink_url: str | None = None, agent=None):

@@ -471,8 +471,8 @@ class ErrorResource(resource.Resource):
         return json_error(request, self.status, self.code, self.message)
 
 
-class StaticFiles(static.File):
-    """Static assets without directory listings."""
+class StaticFiles(MethodsResource, static.File):
+    """Static assets without directory listings (GET and HEAD only)."""
 
     def directoryListing(self):
         return ErrorResource(404, "not_found", "no such file")
@@ -553,7 +553,7 @@ def make_site(app: CellApp, page: resource.Resource, sandbox_report=None) -> ser
 def placeholder_page(static_dir: str) -> resource.Resource:
     """Until the front end's page (cellserver.page) is there: a plain page saying so."""
 
-    class Placeholder(resource.Resource):
+    class Placeholder(MethodsResource):
         isLeaf = True
 
         def render_GET(self, request):

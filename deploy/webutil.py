@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.server import Request
 
@@ -124,9 +125,47 @@ def reparse_form_args(request: Request) -> None:
     request.args = args
 
 
+def unreadable_multipart(request: Request, method: bytes) -> str | None:
+    """Why a POST's multipart/form-data body cannot be read, or None (no such
+    body, or a good one).  The reading is twisted.web's own."""
+    if method != b"POST" or media_type(request) != b"multipart/form-data" or request.content is None:
+        return None
+    end = request.content.tell()          # twisted.web takes the body's length from where it stands
+    request.content.seek(0)
+    content = request.content.read()
+    request.content.seek(end)
+    if not content:
+        return None
+    from twisted.web.http import _getMultiPartArgs
+    try:
+        _getMultiPartArgs(content, request.requestHeaders.getRawHeaders(b"content-type")[0])
+    except Exception as e:          # noqa: BLE001 - anything the parser raises means the same
+        return f"the multipart/form-data body cannot be read ({type(e).__name__}: {str(e)[:80]})"
+    return None
+
+
 class FormRequest(Request):
     """A Request whose ``args`` are read as browsers and SageMathCell read
-    forms (``reparse_form_args``), before its resource sees them."""
+    forms (``reparse_form_args``), before its resource sees them.
+
+    A multipart body twisted.web cannot read gets a JSON 400 saying so, and a
+    log line: twisted.web itself writes a bare ``400 Bad Request`` without a
+    body or a log line and drops the connection."""
+
+    _log = Logger()
+
+    def requestReceived(self, command, path, version):
+        why = unreadable_multipart(self, command)
+        if why is None:
+            super().requestReceived(command, path, version)
+            return
+        self._log.info("{method} {path}: 400 bad_body: {why}", method=command.decode("latin-1"),
+                       path=path[:200].decode("latin-1"), why=why)
+        body = json.dumps({"error": "bad_body", "message": why}).encode()
+        transport = self.channel.transport
+        transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        transport.loseConnection()
 
     def process(self):
         reparse_form_args(self)

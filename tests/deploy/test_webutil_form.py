@@ -3,6 +3,8 @@ SageMathCell's server read them (fields split on "&" only), on a real
 twisted.web Request fed bytes through its channel."""
 from __future__ import annotations
 
+import json
+
 from twisted.internet.testing import StringTransport
 from twisted.web import http, resource, server
 
@@ -25,14 +27,14 @@ class _Echo(resource.Resource):
         return repr(sorted(request.args.items())).encode()
 
 
-def _serve(raw: bytes) -> bytes:
+def _serve(raw: bytes, whole: bool = False) -> bytes:
     site = server.Site(_Echo())
     site.requestFactory = FormRequest
     channel = site.buildProtocol(None)
     transport = StringTransport()
     channel.makeConnection(transport)
     channel.dataReceived(raw)
-    return transport.value().split(b"\r\n\r\n", 1)[1]
+    return transport.value() if whole else transport.value().split(b"\r\n\r\n", 1)[1]
 
 
 def _post(body: bytes, ctype: bytes = b"application/x-www-form-urlencoded", path: bytes = b"/") -> bytes:
@@ -54,6 +56,23 @@ def test_other_bodies_are_not_read_as_forms_and_multipart_stays_twisteds():
     assert http.parse_qs(b"code=a;b", 1) == {b"code": [b"a"]}     # why: Twisted's own reading
 
 
+def test_a_multipart_body_that_cannot_be_read_gets_a_json_400():
+    raw = b"garbage\x00\x01"
+    whole = _serve(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+                   b"Content-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw, whole=True)
+    head, _, body = whole.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Content-Type: application/json" in head
+    assert json.loads(body)["error"] == "bad_body" and "multipart" in json.loads(body)["message"]
+    # what twisted.web would have said: a bare 400, no body, no reason
+    site = server.Site(_Echo())
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+                         b"Content-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+    assert transport.value() == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
 def test_without_a_semicolon_the_reading_is_twisteds_own():
     # reparse_form_args leaves such requests as Twisted read them: the same
     for qs in (b"a=1&b=&c", b"=v&x=1", b"a=%20+b&a=2", b"", b"&&a=1&", b"a==b", b"k=%ff"):
@@ -61,8 +80,6 @@ def test_without_a_semicolon_the_reading_is_twisteds_own():
 
 
 def test_a_method_a_resource_lacks_is_a_json_405_naming_the_ones_it_has():
-    import json
-
     from twisted.web.test.requesthelper import DummyRequest
 
     from deploy.webutil import MethodsResource
