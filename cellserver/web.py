@@ -35,6 +35,7 @@ from cellserver.kernels import NoCapacity
 from cellserver.lifetimes import Lifetime, parse_timeout
 from cellserver.metrics import reason_bucket
 from cellserver.relay import channels_factory
+from cellserver.safeopen import open_beneath
 from cellserver.sessions import KernelRegistry, KernelSession
 from deploy.clientip import client_ip
 from deploy.webutil import FormRequest, MethodsResource, apply_cors, json_body, json_error
@@ -306,14 +307,44 @@ class FilesResource(MethodsResource):
             rel = "/".join(p.decode("utf-8") for p in request.postpath)
         except UnicodeDecodeError:
             return json_error(request, 400, "bad_path", "file path is not UTF-8")
-        root = os.path.realpath(session.kernel.files_path())
-        target = os.path.realpath(os.path.join(root, rel))
-        if not rel or (target != root and not target.startswith(root + os.sep)) or not os.path.isfile(target):
+        root = session.kernel.files_path()
+        try:
+            opened = open_beneath(root, rel)
+        except OSError:
             return json_error(request, 404, "no_such_file", f"the kernel has no file {rel[:200]!r}")
         # Files are the kernel's (hostile) content: never active on our origin.
         request.setHeader(b"Content-Security-Policy", b"sandbox")
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
-        return static.File(target).render_GET(request)
+        return _OpenedFile(os.path.join(root, rel), opened).render_GET(request)
+
+
+class _OpenedFile(static.File):
+    """twisted.web's file serving (ranges, Last-Modified, a producer) of a
+    file already opened by ``safeopen.open_beneath``: its size and time come
+    from the descriptor, never from the path again."""
+
+    def __init__(self, path: str, opened):
+        super().__init__(path)
+        self._opened = opened
+        self._stat = os.fstat(opened.fileno())
+
+    def restat(self, reraise=True):
+        pass
+
+    def exists(self):
+        return True
+
+    def isdir(self):
+        return False
+
+    def getsize(self):
+        return self._stat.st_size
+
+    def getModificationTime(self):
+        return self._stat.st_mtime
+
+    def openForReading(self):
+        return self._opened
 
 
 class ServiceResource(JsonResource):

@@ -208,7 +208,17 @@ async def test_files_written_by_the_kernel_are_served_and_nothing_else(server):
     resp = await treq.get(base + "out.txt")
     assert resp.code == 200 and await resp.content() == b"hello file"
     assert resp.headers.getRawHeaders(b"content-security-policy") == [b"sandbox"]
-    for bad in ("../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "nope.txt", ""):
+    resp = await treq.get(base + "out.txt", headers={"Range": "bytes=6-"})
+    assert resp.code == 206 and await resp.content() == b"file"
+    # Nothing the kernel could swap between a check and the open is followed: not a link
+    # out (to the host's /etc, read by a root cell server), not even one that stays inside,
+    # and a FIFO is refused at once instead of blocking the server in open().
+    await ws.run("import os; os.makedirs('sub', exist_ok=True); open('sub/in.txt', 'w').write('deep');"
+                 "os.symlink('/etc', 'etc'); os.symlink('out.txt', 'alias'); os.mkfifo('pipe')")
+    resp = await treq.get(base + "sub/in.txt")
+    assert resp.code == 200 and await resp.content() == b"deep"
+    for bad in ("../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "nope.txt", "", "etc/passwd", "alias", "pipe",
+                "sub"):
         resp = await treq.get(base + bad)
         assert resp.code in (404, 400), bad
         await resp.content()
