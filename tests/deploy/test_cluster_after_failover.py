@@ -62,7 +62,18 @@ listen = ["tcp:{p1}:interface=127.0.0.1"]
         assert up.returncode == 0, up.stdout + up.stderr
         before = share("print('before the failover')")
         password = rediscluster.read_password(f"{var}/secrets/redis-password")
-        assert rediscluster.command(s0, "SENTINEL", "FAILOVER", "csfo", password=password) == "OK"
+        # A Sentinel that has just started may not yet rate the replicas as candidates
+        # (it refreshes what it knows of them with INFO every few seconds): NOGOODSLAVE
+        # then, once seen in CI right after `up`; ask again, bounded.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert rediscluster.command(s0, "SENTINEL", "FAILOVER", "csfo", password=password) == "OK"
+                break
+            except rediscluster.RedisReplyError as e:
+                if "NOGOODSLAVE" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         # bounded: the elected replica has both others attached and every Sentinel agrees
         deadline = time.monotonic() + 30
         new = None
