@@ -50,7 +50,7 @@ class FrameError(Exception):
 def parse_client_frame(payload: bytes | str, max_code: int) -> tuple[str, dict[str, Any]]:
     """Validate one client frame; return (channel, message) or raise FrameError."""
     try:
-        frame = json.loads(payload)
+        frame = json.loads(payload, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as e:
         raise FrameError(CLOSE_BAD_FRAME, f"frame is not valid JSON: {str(e)[:80]}")
     if not isinstance(frame, dict):
@@ -92,6 +92,12 @@ def parse_client_frame(payload: bytes | str, max_code: int) -> tuple[str, dict[s
     if buffers:
         message["buffers"] = decode_buffers(buffers)
     return channel, message
+
+
+def _not_json(name: str):
+    """Python's json reads NaN and Infinity, which JSON has not (and jupyter_client
+    warns it will refuse to send on): a browser never writes them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _major_version(version: Any) -> bool:

@@ -36,6 +36,8 @@ def test_valid_execute_is_passed_with_stdin_off():
     (frame(metadata=3), M.CLOSE_BAD_FRAME, "metadata"),
     (frame(content={"code": "x" * 101}), M.CLOSE_LIMIT, "limit is 100"),
     (b"\xff\xfe", M.CLOSE_BAD_FRAME, "not valid JSON"),
+    (frame(content={"code": "1", "n": float("inf")}), M.CLOSE_BAD_FRAME, "Infinity is not a JSON value"),
+    (frame(metadata={"x": float("nan")}), M.CLOSE_BAD_FRAME, "NaN is not a JSON value"),
     # headers the kernel would drop unanswered (an evaluation that never begins blocks every later one)
     (frame(header={"msg_id": "x", "msg_type": "execute_request", "version": 0}), M.CLOSE_BAD_FRAME, "version"),
     (frame(header={"msg_id": "x", "msg_type": "execute_request", "version": "five"}), M.CLOSE_BAD_FRAME, "version"),
