@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 
 from cellserver import messages as M
 from cellserver.kernelid import InvalidKernelId, parse_kernel_id
@@ -22,6 +23,8 @@ class ChannelsProtocol(WebSocketServerProtocol):
     session = None
     _close_on_open: tuple[int, str] | None = None
     client: dict = {}
+    _paused = False          # the transport's buffer is full: the page is not reading (IPushProducer)
+    _backlog = 0             # bytes handed to the transport since it said so
 
     def onConnect(self, request):
         app = self.factory.app
@@ -48,6 +51,16 @@ class ChannelsProtocol(WebSocketServerProtocol):
             self.sendClose(code, reason)
             return
         self.factory.app.metrics.websockets.inc()
+        # Told when the page stops reading.  The HTTP channel that did the upgrade
+        # is still registered as the transport's producer: it has nothing to
+        # produce any more.
+        if isinstance(getattr(self.transport, "producer", None), HTTPChannel):
+            self.transport.unregisterProducer()
+        try:
+            self.transport.registerProducer(self, True)
+        except RuntimeError:
+            self._log.warn("kernel {kid}: no slow-page limit on this websocket (its transport has a producer)",
+                           kid=self.session.id)
         self.session.attach(self)
 
     def onMessage(self, payload, isBinary):
@@ -76,10 +89,42 @@ class ChannelsProtocol(WebSocketServerProtocol):
             session, self.session = self.session, None
             session.detach(self)
 
+    # IPushProducer: the transport pauses us when its buffer is full ------------
+    def pauseProducing(self):
+        if not self._paused:
+            self._paused, self._backlog = True, 0
+
+    def resumeProducing(self):
+        self._paused = False
+
+    def stopProducing(self):
+        self._paused = False
+
     # ClientSocket ----------------------------------------------------------------
     def send_frame(self, data: bytes) -> None:
-        if self.state == self.STATE_OPEN:
+        if self.state != self.STATE_OPEN:
+            return
+        if self._paused:
+            self._backlog += len(data)
+            # What may wait for a page that stopped reading (``--unread-limit``).
+            # Each execution's output is capped (``--output-cap``), but a page
+            # that sends evaluation after evaluation and reads nothing had the
+            # server queue all their output (measured: ~0.85 MB per evaluation,
+            # 66 -> 154 MB of the server in 15 s, until the 60 s ping timeout).
+            if self._backlog > self.factory.app.settings.unread_limit:
+                self._log.warn("kernel {kid}: the page at {ip} is not reading its output: closing its websocket",
+                               kid=self.session.id if self.session else None, ip=self.client.get("ip"))
+                self.factory.app.metrics.bad_frames.inc()
+                self.sendClose(M.CLOSE_LIMIT, "the page is not reading its output")
+                return
+        # Autobahn holds messages we send to the limit set for the client's
+        # (``--max-frame``), and raised for a kernel's larger ones, which were
+        # lost: the limit is for what the page sends, so lift it while we send.
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
             self.sendMessage(data, isBinary=False)
+        finally:
+            self.maxMessagePayloadSize = limit
 
     def close(self, code: int, reason: str) -> None:
         # The session is ending us: no detach callback needed.

@@ -17,6 +17,7 @@ class CellServerSettings:
     service_wall: float = 30.0         # /service wall-clock limit
     per_session: int = 2               # live kernels per CellSessionID
     output_cap: int = 1_000_000        # bytes of output per execution
+    unread_limit: int = 16_000_000     # bytes waiting for a page that stopped reading, before it is cut off
     max_frame: int = 1_000_000         # largest websocket message from a client
     max_code: int = 65_000             # characters
     max_body: int = 2_000_000          # largest HTTP request body

@@ -50,6 +50,9 @@ class Options(NodeOptions):
         ["output-cap", None, _D["output_cap"].default,
          "Bytes of output one execution may send; the rest is dropped with a notice.",
          positive_int("output-cap", minimum=1000)],
+        ["unread-limit", None, _D["unread_limit"].default,
+         "Bytes of output that may wait for a page that stopped reading before its websocket is closed "
+         "(the kernel stays for a page that reads).", positive_int("unread-limit", minimum=100_000)],
         ["max-frame", None, _D["max_frame"].default, "Largest websocket message (bytes) a client may send.",
          positive_int("max-frame", minimum=1000)],
         ["max-code", None, _D["max_code"].default, "Longest code (characters) accepted.",
@@ -127,6 +130,7 @@ class Options(NodeOptions):
             node=node, listen=tuple(self["listen"]), idle_cap=self["idle-cap"], lifespan=self["lifespan"],
             connect_grace=self["connect-grace"], files_grace=self["files-grace"], service_wall=self["service-wall"],
             per_session=self["kernels-per-session"], output_cap=self["output-cap"],
+            unread_limit=self["unread-limit"],
             max_frame=self["max-frame"], max_code=self["max-code"], max_body=self["max-body"],
             tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
             static_dir=self["static-dir"], permalink_url=self["permalink-url"], provider=provider,

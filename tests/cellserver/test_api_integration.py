@@ -30,7 +30,7 @@ def start_cellserver(children, tmp, name="t1", extra=()):
     child = children.twistd(f"cellserver-{name}", "cellserver", [
         "--node", name, "--listen", f"tcp:{port}:interface=127.0.0.1", "--runtime-dir", str(runtime),
         "--ready-kernels", "2", "--max-kernels", "12", "--connect-grace", "5", "--service-wall", "3",
-        "--output-cap", "200000", "--max-frame", "100000", "--idle-cap", "60", "--lifespan", "120",
+        "--output-cap", "200000", "--unread-limit", "1000000", "--max-frame", "100000", "--idle-cap", "60", "--lifespan", "120",
         "--computation-log", str(log), "--trusted-proxies", "127.0.0.1", *extra])
     base = f"http://127.0.0.1:{port}/"
     child.kernel_dir = runtime
@@ -422,3 +422,69 @@ def test_stopping_the_server_leaves_no_kernel_behind(children, tmp_path):
     wait_until(lambda: all(gone(p) for p in set(pids)), 10, "kernels and provider to exit")
     import glob
     assert not glob.glob(os.path.join(kernel_dir, "sock/*")) and not glob.glob(os.path.join(kernel_dir, "work/*"))
+
+
+def _raw_ws(base: str, kid: str):
+    """A websocket that reads nothing after the handshake (a page that stopped reading)."""
+    import base64
+    import socket
+    import time
+    host, port = base.split("//")[1].rstrip("/").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(f"GET /kernel/{kid}/channels HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    deadline = time.monotonic() + 10
+    head = b""
+    while b"\r\n\r\n" not in head and time.monotonic() < deadline:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def _masked(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    size = len(payload)
+    head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
+    return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_that_stops_reading_is_cut_off_not_buffered(server):
+    """Each execution's output is capped, but a page that keeps evaluating and reads
+    nothing had the server queue all of it; past --unread-limit (1 MB here) its
+    websocket is closed, and the kernel stays for a page that reads."""
+    import time
+    info = await new_kernel(server["base"], timeout="60")
+    s = _raw_ws(server["base"], info["id"])
+    closed = False
+    t0 = time.monotonic()
+    for i in range(200):                         # 200 x ~190 kB would be ~38 MB queued
+        msg = {"channel": "shell", "header": {"msg_id": f"m{i}", "msg_type": "execute_request", "session": "s",
+                                               "username": "u", "version": "5.3"},
+               "content": {"code": "print('x' * 190_000)"}, "parent_header": {}, "metadata": {}}
+        try:
+            s.sendall(_masked(json.dumps(msg).encode()))
+        except OSError:
+            closed = True
+            break
+        await deferLater(reactor, 0.1, lambda: None)
+        if time.monotonic() - t0 > 60:
+            break
+    s.close()
+    assert closed, ("the server kept queueing output for a page that reads nothing", i,
+                    [l for l in server["child"].log(tail=200_000).splitlines() if "relay" in l or "not reading" in l][-5:])
+    assert "is not reading its output" in server["child"].log(tail=200_000)
+    ws = await KernelWS.connect(reactor, f"{info['ws_url']}kernel/{info['id']}/channels")
+    assert stdout_of(await ws.run("print('still here')", timeout=30)) == "still here\n"
+    ws.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_kernel_messages_larger_than_the_clients_frame_limit_reach_the_page(server):
+    """--max-frame (100 kB here) limits what a page sends; Autobahn applied it to what
+    we send as well, and a 150 kB print (under --output-cap, 200 kB) was lost."""
+    info, ws = await open_kernel(server["base"])
+    assert stdout_of(await ws.run("print('y' * 150_000)")) == "y" * 150_000 + "\n"
+    ws.close()
