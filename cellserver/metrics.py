@@ -40,6 +40,8 @@ class CellMetrics:
         self.client_messages = Counter("cellserver_client_messages", "Client messages relayed, by type",
                                        ["msg_type"], registry=r)
         self.bad_frames = Counter("cellserver_bad_frames", "Websocket frames rejected", registry=r)
+        self.unread_closes = Counter("cellserver_unread_closes",
+                                     "Websockets closed because the page stopped reading its output", registry=r)
         self.websockets = Gauge("cellserver_websockets", "Open kernel websockets", registry=r)
         self.service_seconds = Histogram("cellserver_service_seconds", "/service wall time", registry=r,
                                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))

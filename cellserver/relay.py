@@ -114,7 +114,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
             if self._backlog > self.factory.app.settings.unread_limit:
                 self._log.warn("kernel {kid}: the page at {ip} is not reading its output: closing its websocket",
                                kid=self.session.id if self.session else None, ip=self.client.get("ip"))
-                self.factory.app.metrics.bad_frames.inc()
+                self.factory.app.metrics.unread_closes.inc()
                 self.sendClose(M.CLOSE_LIMIT, "the page is not reading its output")
                 return
         # Autobahn holds messages we send to the limit set for the client's

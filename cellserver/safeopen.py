@@ -31,7 +31,7 @@ def open_beneath(root: str, rel: str) -> BinaryIO:
         for part in parts[:-1]:
             try:
                 child = os.open(part, _DIR, dir_fd=fd)
-            except (NotADirectoryError, OSError) as e:
+            except OSError as e:
                 raise FileNotFoundError(rel) from e     # a symlink (ELOOP), a file, nothing
             os.close(fd)
             fd = child

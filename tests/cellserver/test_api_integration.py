@@ -476,6 +476,8 @@ async def test_a_page_that_stops_reading_is_cut_off_not_buffered(server):
     assert closed, ("the server kept queueing output for a page that reads nothing", i,
                     [l for l in server["child"].log(tail=200_000).splitlines() if "relay" in l or "not reading" in l][-5:])
     assert "is not reading its output" in server["child"].log(tail=200_000)
+    metrics = (await (await treq.get(server["base"] + "metrics")).content()).decode()
+    assert "cellserver_unread_closes_total 1.0" in metrics
     ws = await KernelWS.connect(reactor, f"{info['ws_url']}kernel/{info['id']}/channels")
     assert stdout_of(await ws.run("print('still here')", timeout=30)) == "still here\n"
     ws.close()
