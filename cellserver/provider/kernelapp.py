@@ -24,6 +24,7 @@ import gc
 import importlib
 import io
 import itertools
+import logging
 import os
 import signal
 import sys
@@ -93,12 +94,23 @@ def warm_template(preload: tuple[str, ...], ipython_dir: str) -> tuple[list[str]
         setattr(config.IPKernelApp, f"{name}_port", port)
     app = _make_app_class().instance(config=config)
     app.warm(matplotlib="matplotlib" in sys.modules)
+    _quiet_below_handlers(app.log)
     _app = app
     gc.collect()
     gc.freeze()
     _trim_heap()
     huge, _refused = hugepages.collapse(libc)     # last: after the trim, nothing more to touch
     return preloaded, failed, (time.perf_counter() - t0) * 1000, huge
+
+
+def _quiet_below_handlers(log) -> None:
+    """traitlets leaves an application's logger at DEBUG and filters in its
+    handler (at ``log_level``), so every ``log.debug`` in ipykernel -- two or
+    more per message a kernel handles -- builds a LogRecord (a stack walk,
+    a clock and thread lookups) only to drop it.  The logger itself now lets
+    through only what some handler would write: the same output."""
+    if log.handlers and all(h.level > logging.NOTSET for h in log.handlers):
+        log.setLevel(max(log.level, min(h.level for h in log.handlers)))
 
 
 def _trim_heap() -> None:
@@ -150,6 +162,9 @@ def _warm_execution(shell) -> None:
     and first-use caches filled, here once instead of in every kernel."""
     for _ in range(WARM_RUNS):
         shell.run_cell("__cellstack_warm__ = 1 + 1", store_history=False, silent=False)
+        # what the display hook does with a value (the template has no socket to send it on)
+        shell.display_formatter.format(2)
+        shell.displayhook.semicolon_at_end_of_expression("1 + 1")
     shell.user_ns.pop("__cellstack_warm__", None)
     # Each kernel makes three event loops (main, control, iopub): make, run
     # and close some here (no fd and no thread outlives them).
@@ -201,6 +216,29 @@ def _modules_added_since(snapshot: frozenset) -> set[str]:
     the difference, in case some were removed meanwhile."""
     count = max(0, len(sys.modules) - len(snapshot)) + 16
     return set(itertools.islice(reversed(sys.modules), count)) - snapshot
+
+
+class ModuleSnapshot:
+    """The module names ``%reset --aggressive`` keeps: the template's (shared,
+    built once) and those the kernel's own start added.  IPython only ever
+    computes ``set(sys.modules) - shell._sys_modules_keys``, which this
+    answers (``set.__sub__`` defers to ``__rsub__``) without ever joining the
+    two: a union made at each kernel's start takes a reference to each of the
+    ~1,300 template strings, and each reference count written copies the
+    page that string is on (a few hundred pages per kernel)."""
+
+    def __init__(self, template: frozenset, added: set[str]):
+        self.template = template
+        self.added = frozenset(added)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.template or name in self.added
+
+    def __rsub__(self, names):
+        return {n for n in names if n not in self}
+
+    def __len__(self) -> int:
+        return len(self.template) + len(self.added - self.template)
 
 
 def _make_app_class():
@@ -282,7 +320,8 @@ def _make_app_class():
             self._run_module()
             sys.stdout.flush()
             sys.stderr.flush()
-            self.shell._sys_modules_keys = self.warm_module_keys | _modules_added_since(self.warm_module_keys)
+            self.shell._sys_modules_keys = ModuleSnapshot(self.warm_module_keys,
+                                                          _modules_added_since(self.warm_module_keys))
 
         def init_kernel(self):
             ipkernel = sys.modules["ipykernel.ipkernel"]
