@@ -290,7 +290,8 @@ def main(argv=None) -> int:
     from twisted.internet import defer, task
 
     def table(r: dict, label: str) -> None:
-        ratio = statistics.median(r["open_rt"]) / statistics.median(jc_rt)
+        ratio = (statistics.median(r["open_rt"]) / statistics.median(jc_rt)
+                 if r["open_rt"] and jc_rt else float("nan"))     # --samples 0 or --cold 0: no ratio
         mode = f"{label} (layers {r['layers']}; missing {r['missing']})" if "layers" in r else label
         print(f"kernel side benchmark: {os.cpu_count()} CPUs, {args.kernels} fresh kernels, "
               f"{args.workers} workers, ready_kernels={args.ready}, {mode}")

@@ -38,12 +38,26 @@ that keep one across fork.
 """
 from __future__ import annotations
 
+import _signal
 import os
 import signal
 import sys
 from dataclasses import dataclass
 
+from cellserver.sandbox.libc import libc
 from cellserver.sandbox.pidns import host_ppid
+
+# Looked up once in the template: every object the child touches after the
+# fork costs it a copied page, and ctypes builds a function object at a
+# name's first lookup, ``signal``'s Python wrappers an enum member per call.
+_prctl = libc.prctl
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+_RESET_SIGNALS = tuple(int(s) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                                        signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM))
+_SIG_DFL = int(signal.SIG_DFL)
+_SIG_SETMASK = int(signal.SIG_SETMASK)
+_SIGINT = int(signal.SIGINT)
 
 
 @dataclass(frozen=True)
@@ -74,11 +88,7 @@ def confine(c: Confinement) -> None:
 def _die_with_parent(parent_pid: int) -> None:
     """SIGKILL this kernel when the provider dies (the pool then kills the rest
     of its process group by pgid)."""
-    import ctypes
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if parent_pid and host_ppid() != parent_pid:
         os._exit(1)                               # the provider died while we forked
 
@@ -90,17 +100,15 @@ def _name_process() -> None:
     """Name the kernel ``cs-kernel`` in ``/proc/<pid>/comm`` (what ps, top and
     perf show; threads started later inherit it), so operators and profiles
     tell kernels from the provider and the cell server, all ``python``."""
-    from cellserver.sandbox.libc import libc
-    libc.prctl(15, KERNEL_COMM, 0, 0, 0)                  # PR_SET_NAME; a failure only leaves the name
+    _prctl(PR_SET_NAME, KERNEL_COMM, 0, 0, 0)             # a failure only leaves the name
 
 
 def _reset_signals() -> None:
-    signal.set_wakeup_fd(-1)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signal.set_wakeup_fd(-1)
+    _signal.pthread_sigmask(_SIG_SETMASK, ())
+    for sig in _RESET_SIGNALS:
+        _signal.signal(sig, _SIG_DFL)
+    _signal.signal(_SIGINT, signal.default_int_handler)
 
 
 def _reset_fds() -> None:
@@ -120,7 +128,18 @@ def _max_fd() -> int:
         return 4096
 
 
+MT19937_WORDS = 624
+
+
 def _reseed() -> None:
-    np = sys.modules.get("numpy")
-    if np is not None:
-        np.random.seed()          # the legacy global generator survives fork otherwise
+    """The legacy global generator (``numpy.random.rand`` ...) would give
+    every kernel the template's numbers.  Its whole state straight from the
+    OS, with the position at the end so the first draw regenerates it: what
+    ``numpy.random.seed()`` amounts to, at half the pages it touches (its
+    SeedSequence path runs a dozen Python and Cython calls).  A numpy.random
+    the template never imported seeds itself from the OS when imported."""
+    random = sys.modules.get("numpy.random")
+    if random is not None:
+        np = sys.modules["numpy"]
+        words = np.frombuffer(os.urandom(4 * MT19937_WORDS), dtype=np.uint32)
+        random.set_state(("MT19937", words, MT19937_WORDS, 0, 0.0))

@@ -189,6 +189,12 @@ def _warm_matplotlib() -> None:
     ax.set_title("warm")
     fig.savefig(io.BytesIO(), format="png")
     plt.close(fig)
+    # matplotlib empties its font cache in every forked child (its fonts read
+    # through file offsets a fork would share); emptied here, each kernel's
+    # fork has no font objects to free (~140 copied pages a kernel).
+    clear = getattr(getattr(sys.modules.get("matplotlib.font_manager"), "_get_font", None), "cache_clear", None)
+    if clear is not None:
+        clear()
 
 
 class _SysWithoutModules:
@@ -275,6 +281,7 @@ def _make_app_class():
             # them copies template pages into the child: every object a kernel
             # touches after the fork costs it a private page).
             _ = self.session
+            self.init_pdb()
             self.shell = shell                  # what init_extensions loads into (the child sets it again)
             self.init_extensions()
             self.warm_extensions = True
@@ -301,6 +308,13 @@ def _make_app_class():
                 os.path.join(p, "startup") for p in chain(ENV_CONFIG_DIRS, SYSTEM_CONFIG_DIRS)]
             return bool((self.exec_PYTHONSTARTUP and os.environ.get("PYTHONSTARTUP"))
                         or any(glob.glob(os.path.join(d, pattern)) for d in dirs for pattern in ("*.py", "*.ipy")))
+
+        def init_pdb(self):
+            """Done once by the template (it only swaps module globals of
+            pdb and IPython's debugger for the interruptible Pdb)."""
+            if not getattr(self, "warm_pdb", False):
+                super().init_pdb()
+                self.warm_pdb = True
 
         def init_extensions(self):
             if not getattr(self, "warm_extensions", False):    # loaded by the template
