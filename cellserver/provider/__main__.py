@@ -174,7 +174,7 @@ class Provider:
             if self.sandbox.enabled:
                 sandbox.confine_child(self.sandbox, self.plan, list(cgroups), uid, root,
                                       cmd.work_dir, cmd.sock_dir, rules)
-            run_kernel(key, cmd.sock_dir, cmd.work_dir, pages)
+            run_kernel(key, cmd.sock_dir, cmd.work_dir, pages, subprocess_pipe=self.tcp_bind_allowed())
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 0
@@ -185,6 +185,11 @@ class Provider:
                 pass
         finally:
             os._exit(code)
+
+    def tcp_bind_allowed(self) -> bool:
+        """Whether a kernel may listen on TCP (for ipykernel's pipe from the
+        kernel's forked subprocesses): not under Landlock's network rules."""
+        return not (self.sandbox.enabled and self.plan.layers.get("landlock") and self.plan.landlock_abi >= 4)
 
     def kill(self, kid: str) -> None:
         pid = self.by_kid.get(kid)

@@ -365,6 +365,20 @@ def _make_app_class():
             self.control_thread = ControlThread(daemon=True)
             self.shell_channel_thread = None
 
+        def init_iopub(self, context):
+            """ipykernel's, with its pipe from forked subprocesses only
+            where the kernel may listen on TCP (``run_kernel``)."""
+            import zmq
+            from ipykernel.iostream import IOPubThread
+            self.iopub_socket = context.socket(zmq.XPUB)
+            self.iopub_socket.linger = 1000
+            self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)
+            self.configure_tornado_logger()
+            self.iopub_thread = IOPubThread(self.iopub_socket, pipe=getattr(self, "subprocess_pipe", True),
+                                            session=self.session)
+            self.iopub_thread.start()
+            self.iopub_socket = self.iopub_thread.background_socket
+
         def init_heartbeat(self):
             """No heartbeat: nothing pings it.  The provider learns of a
             kernel's death from SIGCHLD at once, and a heartbeat costs every
@@ -407,10 +421,14 @@ def _make_app_class():
     return ForkedKernelApp
 
 
-def run_kernel(key: bytes, sock_dir: str, work_dir: str, pages: "samepages.SamePages | None" = None) -> None:
+def run_kernel(key: bytes, sock_dir: str, work_dir: str, pages: "samepages.SamePages | None" = None,
+               subprocess_pipe: bool = True) -> None:
     """In the forked, confined child: finish the app and serve until exit.
     ``pages``: the kernel opted in to samepage merging, and opts out before
-    its first execution (samepages.py)."""
+    its first execution (samepages.py).  ``subprocess_pipe``: the kernel may
+    listen on loopback TCP, where ipykernel takes the output of the kernel's
+    forked subprocesses (without, ipykernel would try, fail, and warn in
+    every kernel)."""
     app = _app
     filewatch.set_root(work_dir)
     # An interrupt is SIGINT to the kernel's process group, and Linux hands a
@@ -420,6 +438,7 @@ def run_kernel(key: bytes, sock_dir: str, work_dir: str, pages: "samepages.SameP
     # Threads inherit the mask: ipykernel's, all started by ``finish``, block
     # SIGINT; the main thread, the one that runs user code, takes it again.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    app.subprocess_pipe = subprocess_pipe
     try:
         app.finish(key, sock_dir)
     finally:

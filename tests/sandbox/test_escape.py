@@ -55,6 +55,17 @@ def test_health_reports_the_layers(server):
     assert h["sandbox"]["missing"] == [] and h["sandbox"]["not_implemented"] == []
 
 
+def test_kernels_start_without_a_word_on_stderr(server):
+    """A sandboxed kernel must not try what its sandbox forbids on every
+    start (ipykernel's TCP pipe for subprocess output warned in each one: a
+    log line per kernel, and CPU in the kernel, the provider and the server)."""
+    for _ in range(3):
+        assert run(server, "print(1)")["stdout"] == "1\n"
+    wait_until(lambda: json.loads(urllib.request.urlopen(server["base"] + "healthz").read())["ready"] == 2,
+               30, "the pool refilled")
+    assert "kernel provider stderr" not in server["child"].log()
+
+
 def test_own_account_no_new_privs_and_no_capabilities(server):
     out = run(server, "import os\nst = open('/proc/self/status').read()\n"
                       "print(os.getuid(), os.getgid(), os.getgroups(), st.split('NoNewPrivs:')[1].split()[0],"
