@@ -25,7 +25,7 @@ def parse(*argv):
 def test_defaults():
     s = parse()
     assert s == ProviderSettings()
-    assert (s.ready_kernels, s.max_kernels, s.preload) == (4, 32, ("numpy", "matplotlib"))
+    assert (s.ready_kernels, s.max_kernels, s.preload) == (8, 32, ("numpy", "matplotlib"))
     assert s.kernel_python == sys.executable
     assert s.runtime_dir_for("c1") == "/tmp/cs-c1"
 
