@@ -26,7 +26,7 @@ _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 class ProviderSettings:
     # Kept started, waiting to be handed out.  8, not fewer: a burst of up to
     # 8 computations gets warm kernels, and with idle kernels' pages merged
-    # (samepages.py) the 4 beyond 4 cost ~11 MB in all (measured at rest:
+    # (samepages.py) the second 4 cost ~11 MB in all (measured at rest:
     # template + kernels 120 MB with 4 ready, 131 MB with 8; per kernel 19-20
     # MB merged with 4, 11 MB with 8: each shares the template with more).
     ready_kernels: int = 8
