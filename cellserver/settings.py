@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cellserver.provider_settings import ProviderSettings
+from deploy.nodeconfig import HTTP_IDLE_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class CellServerSettings:
     max_frame: int = 1_000_000         # largest websocket message from a client
     max_code: int = 65_000             # characters
     max_body: int = 2_000_000          # largest HTTP request body
+    http_idle_timeout: float = HTTP_IDLE_TIMEOUT   # an HTTP connection silent this long is closed
     tos_html: str | None = None        # terms of service; None = no terms
     computation_log: str | None = None
     trusted_proxies: tuple = ()

@@ -18,7 +18,7 @@ from twisted.python import usage
 from cellserver.provider_settings import PROVIDER_OPTIONS, provider_settings_from_options
 from cellserver.settings import CellServerSettings
 from deploy.clientip import parse_networks
-from deploy.nodeconfig import NodeOptions, check_endpoints, positive_float, positive_int
+from deploy.nodeconfig import NodeOptions, check_endpoints, http_idle_timeout_parameter, positive_float, positive_int
 
 _log = Logger(namespace="cellserver")
 _D = CellServerSettings.__dataclass_fields__
@@ -59,6 +59,7 @@ class Options(NodeOptions):
          positive_int("max-code", minimum=1)],
         ["max-body", None, _D["max_body"].default, "Largest HTTP request body (bytes).",
          positive_int("max-body", minimum=1000)],
+        http_idle_timeout_parameter(),
         ["tos", None, None, "HTML file with terms of service; when set, computations need accepted_tos=true."],
         ["computation-log", None, None, "Append one JSON line per computation here ('-': stdout)."],
         ["trusted-proxies", None, "",
@@ -132,7 +133,7 @@ class Options(NodeOptions):
             per_session=self["kernels-per-session"], output_cap=self["output-cap"],
             unread_limit=self["unread-limit"],
             max_frame=self["max-frame"], max_code=self["max-code"], max_body=self["max-body"],
-            tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
+            http_idle_timeout=self["http-idle-timeout"], tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
             static_dir=self["static-dir"], permalink_url=self["permalink-url"], provider=provider,
         )
 

@@ -575,7 +575,7 @@ class LimitedRequest(FormRequest):
 
 
 def make_site(app: CellApp, page: resource.Resource, sandbox_report=None) -> server.Site:
-    site = server.Site(Root(app, page, sandbox_report))
+    site = server.Site(Root(app, page, sandbox_report), timeout=app.settings.http_idle_timeout)
     site.requestFactory = type("CellRequest", (LimitedRequest,), {"max_body": app.settings.max_body})
     site.displayTracebacks = False
     return site

@@ -208,6 +208,20 @@ def positive_float(name: str, minimum: float = 0.0):
     return coerce
 
 
+HTTP_IDLE_TIMEOUT = 75.0     # above the edge's pool idle time (30 s), so the edge never reuses one being closed
+
+
+def http_idle_timeout_parameter() -> list:
+    """The ``--http-idle-timeout`` option of the nodes that serve HTTP with
+    twisted.web: Twisted's own default leaves a silent connection open for
+    12 hours, so clients that open connections and send nothing (or half a
+    request) would hold the node's file descriptors."""
+    return ["http-idle-timeout", None, HTTP_IDLE_TIMEOUT,
+            "Seconds an HTTP connection may stay silent (an idle keep-alive, or a request head or body "
+            "that stopped coming) before it is closed; websockets are not affected.",
+            positive_float("http-idle-timeout", 0.1)]
+
+
 def check_endpoints(reactor, descriptions: list[str]) -> None:
     """Parse each endpoint string now, so a typo is a usage error, not a traceback."""
     from twisted.internet import endpoints

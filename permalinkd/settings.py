@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deploy.clientip import Network
+from deploy.nodeconfig import HTTP_IDLE_TIMEOUT
 from permalinkd.validation import DEFAULT_LANGUAGES
 
 
@@ -26,5 +27,6 @@ class PermalinkSettings:
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     max_code: int = 65_000
     max_body: int = 1_000_000
+    http_idle_timeout: float = HTTP_IDLE_TIMEOUT   # an HTTP connection silent this long is closed
     request_log: str | None = None
     trusted_proxies: tuple[Network, ...] = ()

@@ -18,7 +18,7 @@ from twisted.python import usage
 
 from deploy.clientip import parse_networks
 from deploy.jsonlines import open_sink
-from deploy.nodeconfig import NodeOptions, check_endpoints, positive_float, positive_int
+from deploy.nodeconfig import NodeOptions, check_endpoints, http_idle_timeout_parameter, positive_float, positive_int
 from permalinkd.settings import PermalinkSettings
 from permalinkd.validation import DEFAULT_LANGUAGES
 
@@ -80,6 +80,7 @@ class Options(NodeOptions):
          positive_int("max-code")],
         ["max-body", None, _D["max_body"].default, "Largest request body (bytes); larger is 413.",
          positive_int("max-body", 1000)],
+        http_idle_timeout_parameter(),
         ["request-log", None, None, "Append one JSON line per request here ('-': stdout)."],
         ["trusted-proxies", None, "",
          "Comma-separated addresses/networks whose X-Forwarded-For is believed (the edge)."],
@@ -126,7 +127,7 @@ class Options(NodeOptions):
             cache_size=self["cache-size"],
             sentinel_refresh=self["sentinel-refresh"], languages=languages,
             max_code=self["max-code"], max_body=self["max-body"], request_log=self["request-log"],
-            trusted_proxies=trusted,
+            trusted_proxies=trusted, http_idle_timeout=self["http-idle-timeout"],
         )
 
 
@@ -221,7 +222,7 @@ def makeService(options, reactor=None):
     store, watcher, metrics, root = build(settings, reactor)
     top = service.MultiService()
     RedisService(store, settings, watcher).setServiceParent(top)
-    site = QuietSite(root)
+    site = QuietSite(root, timeout=settings.http_idle_timeout)
     site.requestFactory = request_factory(settings.max_body)
     site.displayTracebacks = False
     for desc in settings.listen:

@@ -490,3 +490,36 @@ async def test_kernel_messages_larger_than_the_clients_frame_limit_reach_the_pag
     info, ws = await open_kernel(server["base"])
     assert stdout_of(await ws.run("print('y' * 150_000)")) == "y" * 150_000 + "\n"
     ws.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_http_connections_are_closed_but_websockets_stay(module_children, tmp_path):
+    """--http-idle-timeout (1 s here; Twisted's own default is 12 hours): a
+    connection that sends half a request head, or an idle keep-alive, is
+    closed once silent that long; an open websocket is not."""
+    import socket
+    import time
+    base, child, _ = start_cellserver(module_children, tmp_path, name="t3", extra=["--http-idle-timeout", "1"])
+    port = int(base.rsplit(":", 1)[1].strip("/"))
+
+    def closed_after(first: bytes) -> tuple[float, bytes]:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        t0 = time.monotonic()
+        s.sendall(first)
+        data = b""
+        while True:
+            chunk = s.recv(65536)        # blocking, in the test's thread: the server is another process
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return time.monotonic() - t0, data
+
+    took, data = closed_after(b"POST /service HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+    assert data == b"" and 0.8 < took < 6, (took, data)
+    took, data = closed_after(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200") and 0.8 < took < 6, (took, data[:100])
+    info, ws = await open_kernel(base)
+    await deferLater(reactor, 2.5, lambda: None)
+    assert stdout_of(await ws.run("print(1)")) == "1\n"
+    ws.close()

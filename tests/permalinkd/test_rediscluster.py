@@ -116,3 +116,18 @@ def test_single_redis_defaults():
     o = Options()
     o.parseOptions(["--redis", "127.0.0.1:7000", "--replicas", "127.0.0.1:7001", "--redis-password", "x"])
     assert o.settings.wait_replicas == 1 and o.settings.replicas == (("127.0.0.1", 7001),)
+
+
+def test_silent_http_connections_are_closed_after_the_idle_timeout():
+    """Twisted's Site keeps a silent connection 12 hours by default."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from permalinkd.tap import makeService
+    o = Options()
+    o.parseOptions([])
+    assert o.settings.http_idle_timeout == 75.0
+    o = Options()
+    o.parseOptions(["--http-idle-timeout", "5"])
+    top = makeService(o, reactor=MemoryReactorClock())
+    sites = [s.factory for s in top if hasattr(s, "factory")]
+    assert sites and all(site.timeOut == 5 for site in sites)
