@@ -133,7 +133,8 @@ class Options(NodeOptions):
             per_session=self["kernels-per-session"], output_cap=self["output-cap"],
             unread_limit=self["unread-limit"],
             max_frame=self["max-frame"], max_code=self["max-code"], max_body=self["max-body"],
-            http_idle_timeout=self["http-idle-timeout"], tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
+            http_idle_timeout=self["http-idle-timeout"],
+            tos_html=tos_html, computation_log=self["computation-log"], trusted_proxies=trusted,
             static_dir=self["static-dir"], permalink_url=self["permalink-url"], provider=provider,
         )
 

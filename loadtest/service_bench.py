@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,14 +34,9 @@ import urllib.request
 
 from loadtest.http_bench import parse_ab
 from loadtest.kernels_bench import _stat
+from loadtest.permalink_failover import free_ports
 
 CODE_FORM = "code=print(1%2B1)&accepted_tos=true"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def health(base: str) -> dict | None:
@@ -154,7 +148,7 @@ def main(argv=None) -> int:
     if shutil.which("ab") is None:
         print("service_bench needs ab (apache2-utils; deploy/install installs it)", file=sys.stderr)
         return 2
-    port = free_port()
+    port = free_ports(1)[0]
     base = f"http://127.0.0.1:{port}/"
     runtime = f"/tmp/cs-sb-{port}"         # made by the server (kernels of other accounts must reach it)
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
