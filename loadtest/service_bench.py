@@ -12,6 +12,7 @@ at a time, ``print(1+1)``) for each round, and stops the server::
 
     python -m loadtest.service_bench                     # 200 computations, c=4, 2 rounds
     python -m loadtest.service_bench --ready-kernels 4 --concurrency 8
+    python -m loadtest.service_bench -- --sandbox-skip mounts   # what a layer costs
 
 Kernels still alive at the end are not in the kernels' figure: the pool is
 full before and after each round, so the ones started in a round and the
@@ -144,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=os.geteuid() == 0,
                     help="sandboxed kernels (needs root; the default as root)")
     ap.add_argument("--timeout", type=float, default=60, help="seconds per request (ab -s)")
+    ap.add_argument("server_args", nargs="*", metavar="-- CELLSERVER-OPTION",
+                    help="more options for twistd cellserver, after --, e.g. -- --sandbox-skip mounts")
     args = ap.parse_args(argv)
     if shutil.which("ab") is None:
         print("service_bench needs ab (apache2-utils; deploy/install installs it)", file=sys.stderr)
@@ -158,6 +161,7 @@ def main(argv=None) -> int:
         cmd += ["--ready-kernels", str(args.ready_kernels)]
     if not args.sandbox:
         cmd.append("--no-sandbox")
+    cmd += args.server_args
     log = tempfile.NamedTemporaryFile("w+", prefix="service_bench-", suffix=".log")
     child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -178,7 +182,7 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             wait_ready(base, ready, child)
             rounds.append(one_round(base, child.pid, provider, args))
-        label = (f"{'sandboxed' if args.sandbox else 'no sandbox'}, {ready} ready kernels, "
+        label = (f"{'sandboxed' if args.sandbox else 'no sandbox'} {' '.join(args.server_args)}, {ready} ready kernels, "
                  f"{args.requests} computations x {args.rounds} rounds, c={args.concurrency}, {os.cpu_count()} CPUs")
         print(table(rounds, label))
         return 0
