@@ -334,6 +334,24 @@ async def test_forked_kernel_is_a_whole_ipython():
         await stop_pool(pool)
 
 
+@pytest_twisted.ensureDeferred
+async def test_output_of_a_forked_subprocess_reaches_the_page_unsandboxed():
+    """Outside the sandbox a kernel keeps ipykernel's pipe for the output of
+    the processes it forks (a multiprocessing child prints through it); the
+    sandbox forbids the TCP listener it needs (tests/sandbox/test_escape.py)."""
+    pool = await start_pool(ready_kernels=1)
+    try:
+        k = await pool.take()
+        msgs = await execute(k, "import multiprocessing as mp\n"
+                                "ctx = mp.get_context('fork')\n"
+                                "p = ctx.Process(target=lambda: print('from the child', flush=True))\n"
+                                "p.start(); p.join(); print('exit', p.exitcode)", timeout=30)
+        text = "".join(m.content()["text"] for m in msgs if m.msg_type == "stream")
+        assert "from the child\n" in text and text.endswith("exit 0\n"), text
+    finally:
+        await stop_pool(pool)
+
+
 def _thp_mode() -> str:
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
