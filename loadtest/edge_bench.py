@@ -68,6 +68,7 @@ from edgeproxy.edge import EdgeSettings
 from edgeproxy.reactor import TWISTD_OPTION as EDGE_REACTOR
 from loadtest.openloop import Latency, measure
 from loadtest.permalink_failover import Conn, free_ports   # shared with the permalink drills
+from loadtest.procstat import user_system_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -100,22 +101,6 @@ site.log = lambda request: None
 reactor.listenTCP(port, site, interface="127.0.0.1", backlog=1024)
 reactor.run()
 """
-
-
-def user_system_seconds(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan"), float("nan")
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc)."""
-    return sum(user_system_seconds(pid))
 
 
 def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
@@ -335,13 +320,13 @@ def bench_round(b: Bench, args) -> list[Run]:
             load("wrk" if args.tool == "wrk" else "ab", url, args.warmup,
                  0 if args.tool == "wrk" else max(200, args.requests // 5), args.connections, args.threads, 60)
         pid = b.proxy_pid.get(target)
-        (u0, s0), bc0, t0 = user_system_seconds(pid) if pid else (float("nan"),) * 2, cpu_seconds(b.backend_pid), \
+        (u0, s0), bc0, t0 = user_system_seconds(pid) if pid else (float("nan"),) * 2, sum(user_system_seconds(b.backend_pid)), \
             time.monotonic()
         rps, p50, p99, n, errors = load(args.tool, url, args.seconds, args.requests, args.connections,
                                         args.threads, limit)
         wall = time.monotonic() - t0
         run = Run(target, rps, p50, p99, n, errors, wall=wall,
-                  backend_cpu=(cpu_seconds(b.backend_pid) - bc0) / wall)
+                  backend_cpu=(sum(user_system_seconds(b.backend_pid)) - bc0) / wall)
         if pid:
             u1, s1 = user_system_seconds(pid)
             run.proxy_cpu, run.proxy_user = (u1 + s1 - u0 - s0) / wall, (u1 - u0) / wall

@@ -37,6 +37,7 @@ import tempfile
 import time
 
 from cellserver.provider.plan import UNMERGED_READY
+from loadtest.procstat import cpu_seconds, stat_fields
 from loadtest.stats import percentile
 
 CODE = "1+1"
@@ -74,33 +75,16 @@ def jupyter_client_figures(samples: int, cold: int) -> tuple[list[float], list[f
     return rts, starts
 
 
-def _stat(pid: str | int) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name (the state
-    first: field 3 of proc(5) is index 0)."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: str | int, children: bool = False) -> float:
-    """User + system CPU of a process (and, with ``children``, of its
-    reaped children), in seconds."""
-    fields = _stat(pid)
-    ticks = int(fields[11]) + int(fields[12])            # utime, stime
-    if children:
-        ticks += int(fields[13]) + int(fields[14])       # cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def children_system_seconds(pid: str | int) -> float:
     """System CPU of a process's reaped children (``cstime``), in seconds."""
-    return int(_stat(pid)[14]) / os.sysconf("SC_CLK_TCK")
+    return int(stat_fields(pid)[14]) / os.sysconf("SC_CLK_TCK")
 
 
 def children_faults(pid: str | int) -> int:
     """Minor page faults of a process's reaped children (``cminflt``): for
     the provider, its kernels' copy-on-write copies of the template, each a
     trap and a 4 KiB copy (~3.7 us apiece on the 2026-12-03 VM)."""
-    return int(_stat(pid)[8])
+    return int(stat_fields(pid)[8])
 
 
 def ksm_full_scans() -> int | None:

@@ -30,6 +30,7 @@ import time
 from urllib.parse import urlencode
 
 from loadtest.permalink_failover import VENV_BIN, Cluster, Conn, failover_round, free_ports, wait, _ok
+from loadtest.procstat import cpu_seconds
 from loadtest.stats import percentile
 
 CONSTANT_SITE = """
@@ -69,13 +70,6 @@ async def load(port: int, seconds: float, connections: int, make_request) -> tup
 
     await asyncio.gather(*[loop() for _ in range(connections)])
     return ok, failed, latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def row(name: str, seconds: float, result, cpu: float, target: str = "") -> tuple[str, float, float]:

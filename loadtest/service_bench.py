@@ -34,8 +34,8 @@ import time
 import urllib.request
 
 from loadtest.http_bench import parse_ab
-from loadtest.kernels_bench import _stat
 from loadtest.permalink_failover import free_ports
+from loadtest.procstat import stat_fields
 
 CODE_FORM = "code=print(1%2B1)&accepted_tos=true"
 
@@ -53,7 +53,7 @@ def provider_pid(server_pid: int) -> int | None:
         if not entry.isdigit():
             continue
         try:
-            if int(_stat(entry)[1]) != server_pid:
+            if int(stat_fields(entry)[1]) != server_pid:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 if b"cellserver.provider" in f.read():
@@ -65,7 +65,7 @@ def provider_pid(server_pid: int) -> int | None:
 
 def counters(server: int, provider: int) -> dict[str, float]:
     """CPU ticks and minor faults: the server's, the provider's own, its children's."""
-    s, p = _stat(server), _stat(provider)
+    s, p = stat_fields(server), stat_fields(provider)
     return {"server": int(s[11]) + int(s[12]), "provider": int(p[11]) + int(p[12]),
             "kernels": int(p[13]) + int(p[14]), "provider_faults": int(p[7]), "kernel_faults": int(p[8])}
 
