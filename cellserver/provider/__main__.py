@@ -13,7 +13,6 @@ exits.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import errno
 import os
 import selectors
@@ -26,19 +25,12 @@ from cellserver.provider import protocol as P, samepages
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
 from cellserver.sandbox import apply as sandbox, landlock, pidns, userns
-from cellserver.sandbox.libc import libc
+from cellserver.sandbox.libc import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, libc
 from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
-
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def _prctl(option: int, arg: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(option, arg, 0, 0, 0)
-    except OSError:
-        pass
+    libc.prctl(option, arg, 0, 0, 0)      # a failure leaves the default (no subreaper, no death signal)
 
 
 class Provider:

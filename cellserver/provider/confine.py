@@ -44,15 +44,13 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from cellserver.sandbox.libc import libc
+from cellserver.sandbox.libc import PR_SET_NAME, PR_SET_PDEATHSIG, libc
 from cellserver.sandbox.pidns import host_ppid
 
 # Looked up once in the template: every object the child touches after the
 # fork costs it a copied page, and ctypes builds a function object at a
 # name's first lookup, ``signal``'s Python wrappers an enum member per call.
 _prctl = libc.prctl
-PR_SET_NAME = 15
-PR_SET_PDEATHSIG = 1
 _RESET_SIGNALS = tuple(int(s) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                                         signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM))
 _SIG_DFL = int(signal.SIG_DFL)

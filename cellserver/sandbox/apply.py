@@ -25,13 +25,12 @@ import time
 from cellserver.kernelid import node_of
 from cellserver.provider import samepages
 from cellserver.sandbox import landlock, mounts, pidns, trial, userns
-from cellserver.sandbox.libc import check, libc
+from cellserver.sandbox.libc import PR_SET_PDEATHSIG, check, libc
 from cellserver.sandbox.settings import Capabilities, Plan, SandboxSettings
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 PR_SET_NO_NEW_PRIVS = 38
-PR_SET_PDEATHSIG = 1
 CONTROLLERS = ("memory", "pids", "cpu")
 
 

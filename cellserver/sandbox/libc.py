@@ -9,6 +9,11 @@ import os
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
+# prctl(2) options used here (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+
 
 def error(what: str) -> OSError:
     """The ``OSError`` for the call that just failed (its ``errno``)."""

@@ -29,13 +29,12 @@ import ctypes
 import os
 import signal
 
-from cellserver.sandbox.libc import check, libc
+from cellserver.sandbox.libc import PR_SET_PDEATHSIG, check, libc
 from cellserver.sandbox.pidns import CLONE_NEWPID, spawn_init
 from cellserver.sandbox.trial import why_not
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
 
 
 def enter(flags: int) -> None:
