@@ -186,6 +186,12 @@ class KernelPoolService(service.Service):
         pp = self._provider
         return pp.transport.pid if pp is not None and pp.alive and pp.transport else None
 
+    @property
+    def template_pid(self) -> int | None:
+        """The provider's warm template: the kernels' parent (0 or None: not up)."""
+        info = self.provider_info
+        return info.template_pid if info is not None and self.provider_pid else None
+
     # -- service ------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
@@ -296,9 +302,11 @@ class KernelPoolService(service.Service):
         if isinstance(event, P.Hello):
             self._provider_up = True
             self.provider_info = event
-            self._log.info("kernel provider {pid} ready in {ms} ms; preloaded {mods}; failed {failed};"
+            self._log.info("kernel provider {pid} ready (template {template}, fork loop in {loop}) in {ms} ms;"
+                           " preloaded {mods}; failed {failed};"
                            " {huge_mb} MB of it in huge pages; idle kernels' pages merged: {merge}",
-                           pid=event.pid, ms=event.warm_ms, mods=list(event.preloaded),
+                           pid=event.pid, template=event.template_pid, loop=event.fork_loop or "?",
+                           ms=event.warm_ms, mods=list(event.preloaded),
                            failed=event.failed, huge_mb=event.huge_mb,
                            merge=event.merge if self.settings.merge_idle else "off: --no-merge-idle-kernels")
             if event.failed:

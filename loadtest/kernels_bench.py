@@ -179,7 +179,7 @@ async def ours(reactor, args, sandbox=None) -> dict:
         # PSS of idle ready kernels (give them a moment to settle)
         await task.deferLater(reactor, 2.0)
         out["pss"] = [p / 1024 for p in (pss_kb(k.pid) for k in list(pool._ready.values())) if p]
-        out["pss_template"] = (pss_kb(pool.provider_pid, tree=False) or 0) / 1024
+        out["pss_template"] = (pss_kb(pool.template_pid, tree=False) or 0) / 1024
         scans0, t0 = ksm_full_scans(), time.perf_counter()
         if args.merge_idle and scans0 is not None and args.settle > 0:
             # merged while they wait: three full ksmd passes (two merge, one confirms)
@@ -222,18 +222,23 @@ async def ours(reactor, args, sandbox=None) -> dict:
                 await execute(kk)
                 await kk.shutdown("bench")
         t = time.perf_counter()
-        pp = pool.provider_pid
-        own0, prov0, kern0 = cpu_seconds("self"), cpu_seconds(pp), cpu_seconds(pp, children=True)
+        # the provider is its logic and the template, the kernels' parent
+        pp, tp = pool.provider_pid, pool.template_pid
+
+        def provider_kernels_cpu():
+            own = cpu_seconds(tp)
+            return cpu_seconds(pp) + own, cpu_seconds(tp, children=True) - own
+        own0, (prov0, kern0) = cpu_seconds("self"), provider_kernels_cpu()
         ksmd = _ksmd_pid()
         ksmd0 = cpu_seconds(ksmd) if ksmd else 0.0
-        faults0, ksys0 = children_faults(pp), children_system_seconds(pp)
+        faults0, ksys0 = children_faults(tp), children_system_seconds(tp)
         await defer.gatherResults([defer.Deferred.fromCoroutine(worker()) for _ in range(args.workers)])
         out["rate"] = args.kernels / (time.perf_counter() - t)
-        own, prov = cpu_seconds("self") - own0, cpu_seconds(pp) - prov0
-        kern = cpu_seconds(pp, children=True) - kern0 - prov
+        own, (prov, kern) = cpu_seconds("self") - own0, provider_kernels_cpu()
+        prov, kern = prov - prov0, kern - kern0
         out["cpu_ms"] = [1000 * x / args.kernels for x in (own, prov, kern)]
-        out["kernel_sys_ms"] = [1000 * (children_system_seconds(pp) - ksys0) / args.kernels]
-        out["faults"] = [(children_faults(pp) - faults0) / args.kernels]
+        out["kernel_sys_ms"] = [1000 * (children_system_seconds(tp) - ksys0) / args.kernels]
+        out["faults"] = [(children_faults(tp) - faults0) / args.kernels]
         out["ksmd_ms"] = [1000 * (cpu_seconds(ksmd) - ksmd0) / args.kernels] if ksmd else []
         out["ready_times"] = [s * 1000 for s in pool.ready_times]
         out["fork_times"] = list(pool.fork_times)

@@ -3,9 +3,9 @@
 Why a benchmark of its own: on this VM class the machine's speed drifts by
 a third within minutes, so computations per second alone cannot tell one
 tree from another.  What a computation costs in CPU, split between the cell
-server, the kernel provider and the kernel (the provider's reaped
-children), and the copy-on-write faults of each kernel, move far less; this
-prints them beside the rate.  It starts its own ``twistd cellserver`` on a
+server, the kernel provider (its logic and its template) and the kernel
+(the template's reaped children), and the copy-on-write faults of each
+kernel, move far less; this prints them beside the rate.  It starts its own ``twistd cellserver`` on a
 free loopback port (sandboxed as root unless ``--no-sandbox``), waits for
 its ready kernels, runs ``ab`` (``--requests`` computations, ``--concurrency``
 at a time, ``print(1+1)``) for each round, and stops the server::
@@ -48,26 +48,38 @@ def health(base: str) -> dict | None:
         return None
 
 
-def provider_pid(server_pid: int) -> int | None:
+def child_pid(parent: int, says: bytes, where: str = "cmdline") -> int | None:
+    """A child of ``parent`` whose ``/proc/<pid>/<where>`` holds ``says``."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if int(stat_fields(entry)[1]) != server_pid:
+            if int(stat_fields(entry)[1]) != parent:
                 continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"cellserver.provider" in f.read():
+            with open(f"/proc/{entry}/{where}", "rb") as f:
+                if says in f.read():
                     return int(entry)
         except (OSError, IndexError, ValueError):
             continue
     return None
 
 
-def counters(server: int, provider: int) -> dict[str, float]:
-    """CPU ticks and minor faults: the server's, the provider's own, its children's."""
-    s, p = stat_fields(server), stat_fields(provider)
-    return {"server": int(s[11]) + int(s[12]), "provider": int(p[11]) + int(p[12]),
-            "kernels": int(p[13]) + int(p[14]), "provider_faults": int(p[7]), "kernel_faults": int(p[8])}
+def provider_pids(server_pid: int) -> tuple[int, int] | None:
+    """The provider's two processes: its logic, and the warm template that
+    forks the kernels (cellserver/provider/forkserver.py)."""
+    logic = child_pid(server_pid, b"cellserver.provider")
+    template = child_pid(logic, b"cs-template", "comm") if logic else None
+    return (logic, template) if template else None
+
+
+def counters(server: int, provider: tuple[int, int]) -> dict[str, float]:
+    """CPU ticks and minor faults: the server's, the provider's own (logic
+    and template), the kernels' (the template's reaped children)."""
+    s, p, t = stat_fields(server), stat_fields(provider[0]), stat_fields(provider[1])
+    return {"server": int(s[11]) + int(s[12]),
+            "provider": int(p[11]) + int(p[12]) + int(t[11]) + int(t[12]),
+            "kernels": int(t[13]) + int(t[14]), "provider_faults": int(p[7]) + int(t[7]),
+            "kernel_faults": int(t[8])}
 
 
 def wait_ready(base: str, want: int, child: subprocess.Popen, timeout: float = 90) -> None:
@@ -101,7 +113,7 @@ def run_ab(base: str, n: int, c: int, timeout: float) -> dict:
         return figures
 
 
-def one_round(base: str, server: int, provider: int, args) -> dict:
+def one_round(base: str, server: int, provider: tuple[int, int], args) -> dict:
     before = counters(server, provider)
     figures = run_ab(base, args.requests, args.concurrency, args.timeout)
     after = counters(server, provider)
@@ -175,7 +187,7 @@ def main(argv=None) -> int:
             raise RuntimeError("the cell server did not answer /healthz")
         ready = args.ready_kernels if args.ready_kernels is not None else h["ready"] + h["starting"]
         wait_ready(base, ready, child)
-        provider = provider_pid(child.pid)
+        provider = provider_pids(child.pid)
         if provider is None:
             raise RuntimeError("no kernel provider under the cell server")
         rounds = []

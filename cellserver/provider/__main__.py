@@ -1,31 +1,38 @@
-"""``python -m cellserver.provider``: the provider process's main loop.
+"""``python -m cellserver.provider``: the provider's two processes.
 
-Single-threaded on purpose (a fork from a multi-threaded process would copy
-locks held by other threads, and the sandbox needs the child single-threaded).
-Commands arrive as JSON lines on fd 0, events leave on fd 1 (see
-``protocol``); SIGCHLD wakes the loop through ``signal.set_wakeup_fd``.
-The provider is a child subreaper, so processes a kernel leaves behind are
-reparented to it and reaped.  On EOF, ``quit`` or SIGTERM (its parent-death
-signal: the cell server died) it kills every kernel's process group, waits
-for them, unmounts and removes their directories, removes their cgroups and
-exits.
+This process (the logic) speaks the protocol with the cell server: commands
+arrive as JSON lines on fd 0, events leave on fd 1 (see ``protocol``).  It
+prepares each kernel's directories, cgroups and account, and cleans them up.
+Its child, the template, imports and warms everything kernels share and then
+only forks them, on the logic's command (``forkserver``: why two processes,
+and the template's loop).  Both are single-threaded on purpose (a fork from a
+multi-threaded process would copy locks held by other threads, and the
+sandbox needs the child single-threaded).  The template is a child
+subreaper, so processes a kernel leaves behind are reparented to it and
+reaped; it reports each kernel's exit.  It dies with the logic (SIGKILL, its
+parent-death signal) and kernels die with it.  On EOF, ``quit`` or SIGTERM
+(the logic's parent-death signal: the cell server died) the logic kills
+every kernel's process group, waits for them, unmounts and removes their
+directories, removes their cgroups, ends the template and exits.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
+import pickle
 import selectors
 import signal
 import sys
 import time
 import traceback
 
-from cellserver.provider import protocol as P, samepages
+from cellserver.provider import forkserver, protocol as P, samepages
 from cellserver.provider.confine import Confinement, confine
 from cellserver.provider.kernelapp import run_kernel, warm_template
 from cellserver.sandbox import apply as sandbox, landlock, pidns, userns
-from cellserver.sandbox.libc import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, libc
+from cellserver.sandbox.libc import PR_SET_CHILD_SUBREAPER, PR_SET_NAME, PR_SET_PDEATHSIG, libc
 from cellserver.sandbox.settings import SandboxSettings, SlotAllocator, plan as sandbox_plan
 
 
@@ -50,15 +57,17 @@ class Provider:
         self.lines = P.LineBuffer()
         self.quitting = False
         self.init = pidns.init_path()
-        # as root the pid namespace is made by our fork (without root: by the child, in its user namespace)
-        self.forker = pidns.Forker(self.init) if self.plan.layers.get("pidns") and not self.plan.userns else None
-        self.inits: dict[int, int] = {}            # kernel pid -> its pid namespace's init
-        self.pid = os.getpid()
+        # as root the pid namespace is made by the template's fork (without
+        # root: by the child, in its user namespace)
+        self.new_pid_ns = bool(self.plan.layers.get("pidns") and not self.plan.userns)
+        self.template: forkserver.TemplateClient | None = None
+        self.template_pid = 0
+        self.pid = os.getpid()          # in the template: the template (the kernels' parent)
         self._root_spec = None          # the kernels' root file system (mounts layer), made once
         self._host_spec = None          # the same paths on the host's tree (landlock without mounts)
         self.marks: samepages.Marks | None = None    # what kernels mark for merging (warm)
         if self.plan.layers.get("seccomp"):
-            sandbox.seccomp_program()   # compiled once here, in the template; children only load it
+            sandbox.seccomp_program()   # compiled once here, before the template is forked; kernels only load it
 
     def root_spec(self, sock_dir: str):
         """What every kernel's root holds; its tmpfs goes on ``<sock root>/.root``
@@ -89,21 +98,72 @@ class Provider:
         return landlock.rules(spec.ro_dirs, etc, [cmd.work_dir, cmd.sock_dir], own_root)
 
     def emit(self, event) -> None:
-        data = P.encode(event)
-        while data:
-            n = os.write(self.proto_out, data)
-            data = data[n:]
+        _write_all(self.proto_out, P.encode(event))
 
     def error(self, message: str) -> None:
         self.emit(P.ProviderError(message=message[:4000]))
 
     # -- start-up -------------------------------------------------------------
-    def warm(self) -> None:
+    def spawn_template(self) -> bool:
+        """Fork the template, which warms up and reports; the hello (or the
+        warm-up's failure) goes on to the cell server.  True once it is ready."""
+        cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
+        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            code = 2
+            try:
+                os.close(cmd_w)
+                os.close(rep_r)
+                code = self._template_main(cmd_r, rep_w)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(cmd_r)
+        os.close(rep_w)
+        self.template_pid = pid
+        self.template = forkserver.TemplateClient(cmd_w, rep_r)
+        head = forkserver._read_exact(rep_r, 4)
+        line = forkserver._read_exact(rep_r, int.from_bytes(head, "little")) if head else None
+        if line is None:
+            self.error("the kernel template ended during its warm-up")
+            return False
+        event = P.decode_event(line)
+        if isinstance(event, P.Hello):
+            event = dataclasses.replace(event, pid=self.pid, template_pid=pid)
+        self.emit(event)
+        return isinstance(event, P.Hello)
+
+    def _template_main(self, cmd_fd: int, report_fd: int) -> int:
+        """The template: warm, say hello, fork kernels until the logic
+        closes the command pipe.  In each kernel this goes on into
+        ``_child`` (never returns)."""
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        libc.prctl(PR_SET_NAME, b"cs-template", 0, 0, 0)
+        self.pid = os.getpid()
+        try:
+            event = self.warm()
+        except Exception:
+            event = P.ProviderError(message=("warm-up failed:\n" + traceback.format_exc())[:4000])
+        line = P.encode(event)
+        _write_all(report_fd, len(line).to_bytes(4, "little") + line)
+        if not isinstance(event, P.Hello):
+            return 2
+        payload = forkserver.serve(cmd_fd, report_fd, self.init if self.new_pid_ns else None,
+                                   forkserver.load_library())
+        if payload is None:
+            return 0                        # the logic closed the pipe: every kernel was killed
+        self._child(*pickle.loads(payload))     # a kernel now; never returns
+
+    def warm(self) -> P.Hello:
         preloaded, failed, ms, huge = warm_template(self.preload, self.ipython_dir)
         self.marks = samepages.template_marks()     # last: what every kernel marks for merging
-        self.emit(P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
-                          preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1),
-                          merge=samepages.read_merge_state()))
+        return P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
+                       preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1),
+                       merge=samepages.read_merge_state(),
+                       fork_loop="c" if forkserver.load_library() else "python")
 
     # -- commands -------------------------------------------------------------
     def start(self, cmd: P.Start) -> None:
@@ -128,7 +188,12 @@ class Provider:
                 cgroups = sandbox.prepare(self.sandbox, self.plan, cmd.kid, uid, [cmd.sock_dir, cmd.work_dir],
                                           home=cmd.work_dir)
             t0 = time.perf_counter()
-            pid, init = self.forker.fork() if self.forker is not None else (os.fork(), 0)
+            if self.template is None:
+                raise RuntimeError("no kernel template")
+            pid, _init = self.template.start(pickle.dumps((cmd, key, uid, cgroups, root, rules)),
+                                             self.new_pid_ns)
+        except forkserver.TemplateLost:
+            raise
         except (OSError, ValueError, RuntimeError) as e:
             sandbox.release_dirs(made)
             if "cgroups" in locals():
@@ -137,11 +202,7 @@ class Provider:
                 self.slots.release(slot)
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
-        if pid == 0:
-            self._child(cmd, key, uid, cgroups, root, rules)    # never returns
         self.confined[pid] = (slot, cgroups)
-        if init:
-            self.inits[pid] = init
         fork_ms = (time.perf_counter() - t0) * 1000
         self.kernels[pid] = cmd
         self.by_kid[cmd.kid] = pid
@@ -187,17 +248,9 @@ class Provider:
         pid = self.by_kid.get(kid)
         if pid is None:
             return                          # already gone (its exited event is on its way)
-        _kill(pid)                          # the child may not have called setsid() yet
-        _killpg(pid)
-        if pid in self.inits:
-            _kill(self.inits[pid])          # and everything in its pid namespace
-
-    def _end_init(self, kernel_pid: int) -> None:
-        """The kernel ended: SIGKILL its namespace's init, which ends the
-        namespace (reaped later, as something left behind)."""
-        init = self.inits.pop(kernel_pid, None)
-        if init:
-            _kill(init)
+        # the template kills it, its group and its pid namespace's init, if
+        # not reaped yet (it is their parent: no pid of another process is hit)
+        self.template.kill(pid)
 
     def handle_line(self, line: bytes) -> None:
         try:
@@ -214,6 +267,11 @@ class Provider:
 
     # -- children -------------------------------------------------------------
     def reap(self) -> None:
+        """The exits the template reported (it reaped the kernel and killed
+        what was left of its group and pid namespace), and our own children
+        (the template, or a kernel it left behind when it died)."""
+        for pid, status in self.template.poll() if self.template is not None else ():
+            self._ended(pid, status)
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -221,19 +279,20 @@ class Provider:
                 return
             if pid == 0:
                 return
-            cmd = self.kernels.pop(pid, None)
-            if cmd is None:
-                continue                    # an init we killed, or what a kernel left behind (we are subreaper)
+            if pid == self.template_pid:
+                raise forkserver.TemplateLost(errno.ECHILD, f"the kernel template ended ({P.describe_status(status)[2]})")
+
+    def _ended(self, pid: int, status: int, why: str = "") -> None:
+        cmd = self.kernels.pop(pid, None)
+        if cmd is not None:
             self.by_kid.pop(cmd.kid, None)
-            _killpg(pid)                    # whatever is left of its process group
-            self._end_init(pid)             # and of its pid namespace
             slot, cgroups = self.confined.pop(pid, (None, []))
             sandbox.cleanup(cgroups)        # and of its cgroups (setsid() escapes included)
             if slot is not None:
                 self.slots.release(slot)    # free only now: nothing of that account is left
             self._remove_dirs(cmd)
             code, sig, reason = P.describe_status(status)
-            self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=reason))
+            self.emit(P.Exited(kid=cmd.kid, pid=pid, code=code, signal=sig, reason=why or reason))
 
     @staticmethod
     def _remove_dirs(cmd: P.Start) -> None:
@@ -248,11 +307,23 @@ class Provider:
         sel = selectors.DefaultSelector()
         sel.register(self.proto_in, selectors.EVENT_READ, "cmd")
         sel.register(rfd, selectors.EVENT_READ, "sig")
+        sel.register(self.template.report_fd, selectors.EVENT_READ, "template")
+        try:
+            self._serve(sel, rfd)
+        except forkserver.TemplateLost as e:
+            self.error(f"{e.strerror}: every kernel is lost")
+            self.lost_template("the kernel template died")
+            return 3
+        self.stop_all()
+        return 0
+
+    def _serve(self, sel, rfd: int) -> None:
         self.reap()
         while not self.quitting:
             for key, _ in sel.select():
-                if key.data == "sig":
-                    _drain(rfd)
+                if key.data != "cmd":
+                    if key.data == "sig":
+                        _drain(rfd)
                     self.reap()
                     continue
                 try:
@@ -269,22 +340,38 @@ class Provider:
                     continue
                 for line in lines:
                     self.handle_line(line)
-        self.stop_all()
-        return 0
+                # exits that arrived while a start waited for its answer
+                # were read then: the pipe will not wake us for them
+                self.reap()
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        for cmd in list(self.kernels.values()):
-            self.kill(cmd.kid)
-        deadline = time.monotonic() + timeout
-        while self.kernels and time.monotonic() < deadline:
-            try:
-                self.reap()
-            except OSError:
-                pass                        # the cell server may be gone (EPIPE)
-            if self.kernels:
-                time.sleep(0.01)
-        # the inits just killed, and orphans left by kernels (we are their subreaper)
-        deadline = time.monotonic() + 2.0
+        try:
+            for cmd in list(self.kernels.values()):
+                self.kill(cmd.kid)
+            deadline = time.monotonic() + timeout
+            while self.kernels and time.monotonic() < deadline:
+                try:
+                    self.reap()
+                except forkserver.TemplateLost:
+                    raise
+                except OSError:
+                    pass                    # the cell server may be gone (EPIPE)
+                if self.kernels:
+                    time.sleep(0.01)
+        except forkserver.TemplateLost:
+            pass
+        self.lost_template("the kernel provider stopped")
+
+    def lost_template(self, why: str) -> None:
+        """End the template (closing its command pipe: it kills what is left
+        and exits) and release what its kernels held."""
+        if self.template is not None:
+            self.template.close()
+            self.template = None
+        for pid in list(self.kernels):
+            _killpg(pid)                    # they die with the template; their groups too
+            self._ended(pid, signal.SIGKILL, why)
+        deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
@@ -293,19 +380,17 @@ class Provider:
                 break
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def _killpg(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except OSError as e:
         if e.errno != errno.ESRCH:
             raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _drain(fd: int) -> None:
@@ -323,7 +408,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ipython-dir", required=True, help="IPYTHONDIR shared by the kernels")
     ap.add_argument("--sandbox", default="", help="SandboxSettings as JSON (empty: no sandbox)")
     args = ap.parse_args(argv)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     # The cell server died (even by SIGKILL): SIGTERM ends the loop like EOF on
     # fd 0 does, so kernels are killed and their home tmpfs, directories and
     # cgroups removed; kernels themselves die with us (their own PDEATHSIG).
@@ -338,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     provider = Provider(proto_in, proto_out,
                         tuple(m for m in args.preload.split(",") if m), args.ipython_dir,
                         SandboxSettings.from_json(args.sandbox))
-    try:
-        provider.warm()
-    except Exception:
-        provider.error("warm-up failed:\n" + traceback.format_exc())
+    if not provider.spawn_template():
         return 2
     return provider.run()
 

@@ -69,6 +69,8 @@ class Hello:
     failed: dict[str, str] = field(default_factory=dict)   # module -> error text
     huge_mb: float = 0.0            # template memory in huge pages (hugepages.py)
     merge: str = "off"              # whether idle kernels' pages are merged, or why not (samepages.py)
+    template_pid: int = 0           # the warm template, the kernels' parent (forkserver.py)
+    fork_loop: str = ""             # "c" (forkserver.c) or "python" (its fallback)
     op: str = field(default="hello", init=False)
 
 
@@ -116,7 +118,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "huge_mb": (int, float), "merge": (str,), "mergeable": (bool,),
     "preloaded": (list, tuple), "failed": (dict,), "error": (str,),
     "code": (int, type(None)), "signal": (int, type(None)), "reason": (str,),
-    "message": (str,),
+    "message": (str,), "template_pid": (int,), "fork_loop": (str,),
 }
 
 

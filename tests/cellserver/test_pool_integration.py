@@ -226,7 +226,8 @@ async def test_capacity_is_enforced():
 async def test_200_kernels_leave_no_process_or_directory_behind():
     pool = await start_pool(ready_kernels=4, max_kernels=16, preload=())
     try:
-        provider = pool.provider_pid
+        provider, template = pool.provider_pid, pool.template_pid
+        assert proc_children(provider) == [template]        # the logic's one child; kernels are the template's
         pids = set()
         for _ in range(200):
             k = await pool.take().addTimeout(30, reactor())
@@ -235,13 +236,13 @@ async def test_200_kernels_leave_no_process_or_directory_behind():
         assert len(pids) == 200
         s = pool.stats()
         assert s.running == 0
-        kids = set(proc_children(provider))
+        kids = set(proc_children(template))
         assert all(not alive(p) for p in pids - kids)
         assert len(kids) <= s.ready + s.starting
         assert len(os.listdir(pool.sock_root)) == len(os.listdir(pool.work_root)) <= s.ready + s.starting
     finally:
         await stop_pool(pool)
-    assert not alive(provider) and proc_children(provider) == []
+    assert not alive(provider) and not alive(template) and proc_children(template) == []
     assert not any(alive(p) for p in pids)
 
 
@@ -360,23 +361,56 @@ def _thp_mode() -> str:
         return "[never]"
 
 
+@pytest_twisted.ensureDeferred
+async def test_template_death_ends_its_kernels_and_the_provider_is_restarted():
+    """The kernels' parent is the template (forkserver.py): killed, its
+    kernels die with it, the provider says so and exits, and is restarted."""
+    pool = await start_pool(ready_kernels=1)
+    try:
+        k = await pool.take()
+        await execute(k, "print(1)")
+        old, template = pool.provider_pid, pool.template_pid
+        os.kill(template, signal.SIGKILL)
+        reason = await k.when_ended().addTimeout(20, reactor())
+        assert reason in ("the kernel template died", "kernel provider died")
+        await wait_for(lambda: not alive(k.pid) and not alive(old), 10, "the kernel and the provider to end")
+        assert not os.path.exists(k.files_path())
+        await wait_for(lambda: pool.stats().ready == 1, 30, "the restarted provider's kernel")
+        assert pool.template_pid not in (None, template) and pool.provider_restarts == 1
+        msgs = await execute(await pool.take(), "print(6*7)")
+        assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["42\n"]
+    finally:
+        await stop_pool(pool)
+
+
 @pytest.mark.skipif("[never]" in _thp_mode() or tuple(map(int, os.uname().release.split(".")[:2])) < (6, 1),
                     reason="needs transparent huge pages and MADV_COLLAPSE (Linux 6.1)")
 @pytest_twisted.ensureDeferred
 async def test_the_template_is_forked_from_huge_pages_and_kernels_still_work():
     """hugepages.py: the provider reports the template memory it collapsed,
     the template really holds it as huge pages, and the kernels forked from
-    it run code (a write into a huge page copies only what it writes)."""
-    pool = await start_pool()
+    it run code (a write into a huge page copies only what it writes).
+    forkserver.py: the template keeps them while it forks kernel after
+    kernel (a template that ran Python between forks split most of them)."""
+    pool = await start_pool(ready_kernels=2)
     try:
         info = pool.provider_info
-        assert info.huge_mb >= 8
-        with open(f"/proc/{info.pid}/smaps_rollup") as f:
-            huge_kb = int(next(line for line in f if line.startswith("AnonHugePages:")).split()[1])
-        assert huge_kb >= 8 * 1024
+        assert info.huge_mb >= 8 and info.fork_loop == "c"
+
+        def huge_kb():
+            with open(f"/proc/{info.template_pid}/smaps_rollup") as f:
+                return int(next(line for line in f if line.startswith("AnonHugePages:")).split()[1])
+        at_start = huge_kb()
+        assert at_start >= 8 * 1024
         k = await pool.take()
         msgs = await execute(k, "x = list(range(100000)); print(sum(x))")
         assert [m.content()["text"] for m in msgs if m.msg_type == "stream"] == ["4999950000\n"]
+        await k.shutdown("next")
+        for _ in range(30):
+            k = await pool.take().addTimeout(30, reactor())
+            await execute(k, "1 + 1")
+            await k.shutdown("next").addTimeout(30, reactor())
+        assert huge_kb() >= 0.9 * at_start
     finally:
         await stop_pool(pool)
 

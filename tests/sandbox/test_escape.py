@@ -343,13 +343,16 @@ def test_kernels_die_with_a_killed_provider(server):
     providers = [p for p in children_of(server["child"].pid)
                  if b"cellserver.provider" in open(f"/proc/{p}/cmdline", "rb").read()]
     assert len(providers) == 1
+    [template] = children_of(providers[0])          # the kernels' parent (forkserver.py)
+    assert open(f"/proc/{template}/comm").read().strip() == "cs-template"
+
     def settled():
         """The kernels and their pid namespaces' inits, once none is half-started."""
-        children = children_of(providers[0])
+        children = children_of(template)
         inits = [k for k in children if open(f"/proc/{k}/comm").read().strip() == "cellstack-init"]
         kernels = [k for k in children if k not in inits]
         if kernels and len(inits) == len(kernels) and all(os.stat(f"/proc/{k}").st_uid >= 61000 for k in kernels):
-            return kernels + inits
+            return kernels + inits + [template]
         return None
     kernels = wait_until(settled, 10, "ready kernels, each on its own account beside its init")
     os.kill(providers[0], signal.SIGKILL)
