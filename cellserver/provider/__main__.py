@@ -56,6 +56,7 @@ class Provider:
         self.by_kid: dict[str, int] = {}
         self.lines = P.LineBuffer()
         self.quitting = False
+        self.cell_server_gone = False
         self.init = pidns.init_path()
         # as root the pid namespace is made by the template's fork (without
         # root: by the child, in its user namespace)
@@ -98,7 +99,15 @@ class Provider:
         return landlock.rules(spec.ro_dirs, etc, [cmd.work_dir, cmd.sock_dir], own_root)
 
     def emit(self, event) -> None:
-        _write_all(self.proto_out, P.encode(event))
+        """Tell the cell server; once it is gone (EPIPE), nobody is left to
+        tell, and the provider stops (its clean-up must not stop halfway
+        at the first event it cannot send)."""
+        if self.cell_server_gone:
+            return
+        try:
+            _write_all(self.proto_out, P.encode(event))
+        except BrokenPipeError:
+            self.cell_server_gone = self.quitting = True
 
     def error(self, message: str) -> None:
         self.emit(P.ProviderError(message=message[:4000]))
@@ -270,8 +279,7 @@ class Provider:
         """The exits the template reported (it reaped the kernel and killed
         what was left of its group and pid namespace), and our own children
         (the template, or a kernel it left behind when it died)."""
-        for pid, status in self.template.poll() if self.template is not None else ():
-            self._ended(pid, status)
+        self.reap_reported()
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -281,6 +289,10 @@ class Provider:
                 return
             if pid == self.template_pid:
                 raise forkserver.TemplateLost(errno.ECHILD, f"the kernel template ended ({P.describe_status(status)[2]})")
+
+    def reap_reported(self) -> None:
+        for pid, status in self.template.poll() if self.template is not None else ():
+            self._ended(pid, status)
 
     def _ended(self, pid: int, status: int, why: str = "") -> None:
         cmd = self.kernels.pop(pid, None)

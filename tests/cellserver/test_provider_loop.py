@@ -69,3 +69,37 @@ def test_start_with_a_short_key_is_refused(provider, tmp_path):
     provider.handle_line(P.encode(cmd))
     [ev] = provider.events()
     assert isinstance(ev, P.StartFailed) and "at least 32 hex digits" in ev.error
+
+
+class _Exits:
+    """Stands in for the template's pipes: the exits it reported."""
+
+    def __init__(self, exits):
+        self.exits = exits
+
+    def poll(self):
+        out, self.exits = self.exits, []
+        return out
+
+
+def test_every_reported_exit_is_cleaned_up_after_the_cell_server_is_gone(provider, tmp_path):
+    """A killed cell server: events cannot be sent any more (EPIPE), and the
+    provider still removes every ended kernel's directories, then stops."""
+    for pid in (101, 102):
+        cmd = P.Start(kid=f"k{pid}", key="00ff" * 16, sock_dir=str(tmp_path / f"s{pid}"),
+                      work_dir=str(tmp_path / f"w{pid}"))
+        os.mkdir(cmd.sock_dir)
+        os.mkdir(cmd.work_dir)
+        provider.kernels[pid] = cmd
+        provider.by_kid[cmd.kid] = pid
+    r, w = os.pipe()
+    os.close(r)
+    provider.proto_out = w
+    provider.template = _Exits([(101, 9), (102, 0)])
+    try:
+        provider.reap_reported()
+    finally:
+        os.close(w)
+    assert provider.kernels == {} and provider.by_kid == {}
+    assert os.listdir(tmp_path) == []
+    assert provider.quitting and provider.cell_server_gone
