@@ -1,8 +1,9 @@
 """``KernelPoolService``: the cell server's pool of forked kernels.
 
 A Twisted ``Service`` that spawns the kernel provider
-(``python -m cellserver.provider`` on ``ProviderSettings.kernel_python``),
-talks to it over pipes (``provider.protocol``), keeps
+(``python -m cellserver.provider`` on ``ProviderSettings.kernel_python``:
+its logic, and as its child the warm template that forks the kernels,
+``provider/forkserver.py``), talks to it over pipes (``provider.protocol``), keeps
 ``ready_kernels`` kernels ready and hands them out (``KernelPool``
 contract in ``cellserver.kernels``).  Each kernel is a ``ZmqKernel``
 connected over ipc with one zmq context per pool.
