@@ -133,8 +133,7 @@ class Provider:
         os.close(rep_w)
         self.template_pid = pid
         self.template = forkserver.TemplateClient(cmd_w, rep_r)
-        head = forkserver._read_exact(rep_r, 4)
-        line = forkserver._read_exact(rep_r, int.from_bytes(head, "little")) if head else None
+        line = forkserver.read_message(rep_r)
         if line is None:
             self.error("the kernel template ended during its warm-up")
             return False
@@ -151,13 +150,15 @@ class Provider:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         libc.prctl(PR_SET_NAME, b"cs-template", 0, 0, 0)
+        for fd in (self.proto_in, self.proto_out):      # the cell server's pipes are the logic's
+            if fd >= 0:
+                os.close(fd)
         self.pid = os.getpid()
         try:
             event = self.warm()
         except Exception:
             event = P.ProviderError(message=("warm-up failed:\n" + traceback.format_exc())[:4000])
-        line = P.encode(event)
-        _write_all(report_fd, len(line).to_bytes(4, "little") + line)
+        forkserver.write_message(report_fd, P.encode(event))
         if not isinstance(event, P.Hello):
             return 2
         payload = forkserver.serve(cmd_fd, report_fd, self.init if self.new_pid_ns else None,
@@ -280,13 +281,7 @@ class Provider:
         what was left of its group and pid namespace), and our own children
         (the template, or a kernel it left behind when it died)."""
         self.reap_reported()
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in forkserver.reaped():
             if pid == self.template_pid:
                 raise forkserver.TemplateLost(errno.ECHILD, f"the kernel template ended ({P.describe_status(status)[2]})")
 
@@ -383,13 +378,7 @@ class Provider:
         for pid in list(self.kernels):
             _killpg(pid)                    # they die with the template; their groups too
             self._ended(pid, signal.SIGKILL, why)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    time.sleep(0.01)
-            except ChildProcessError:
-                break
+        forkserver.reap_for(5.0)
 
 
 def _killpg(pgid: int) -> None:

@@ -33,6 +33,7 @@ import select
 import signal
 import struct
 import sys
+import time
 
 HEAD = struct.Struct("=iii")        # op, arg, payload length
 RECORD = struct.Struct("=iiii")     # kind, pid, init, value
@@ -103,13 +104,7 @@ def serve_python(cmd_fd: int, report_fd: int, init_path: str | None) -> bytes | 
                     pass
 
     def reap():
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             if pid in live:
                 init = live[pid]
                 kill_kernel(pid)
@@ -130,7 +125,7 @@ def serve_python(cmd_fd: int, report_fd: int, init_path: str | None) -> bytes | 
                 pass
         if cmd_fd not in ready:
             continue
-        head = _read_exact(cmd_fd, HEAD.size)
+        head = read_exact(cmd_fd, HEAD.size)
         if head is None:
             break
         op, arg, length = HEAD.unpack(head)
@@ -139,10 +134,10 @@ def serve_python(cmd_fd: int, report_fd: int, init_path: str | None) -> bytes | 
                 kill_kernel(arg)
             continue
         if op != OP_START or not 0 <= length <= MAX_PAYLOAD:
-            _read_exact(cmd_fd, max(0, length))
+            read_exact(cmd_fd, max(0, length))
             report(START_FAILED, value=errno.EINVAL if op != OP_START else errno.E2BIG)
             continue
-        payload = _read_exact(cmd_fd, length)
+        payload = read_exact(cmd_fd, length)
         if payload is None:
             break
         try:
@@ -160,12 +155,24 @@ def serve_python(cmd_fd: int, report_fd: int, init_path: str | None) -> bytes | 
         report(STARTED, pid, init)
     for pid in list(live):
         kill_kernel(pid)
-    _reap_for(2.0)
+    reap_for(2.0)
     return None
 
 
-def _reap_for(seconds: float) -> None:
-    import time
+def reaped():
+    """(pid, wait status) of each child that has ended, reaped now."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
+
+
+def reap_for(seconds: float) -> None:
+    """Reap children as they end, for at most ``seconds`` or until none is left."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -175,7 +182,20 @@ def _reap_for(seconds: float) -> None:
             return
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
+def write_message(fd: int, data: bytes) -> None:
+    """One length-prefixed message (the template's hello, before its loop)."""
+    data = len(data).to_bytes(4, "little") + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def read_message(fd: int) -> bytes | None:
+    """What ``write_message`` wrote; None at EOF."""
+    head = read_exact(fd, 4)
+    return read_exact(fd, int.from_bytes(head, "little")) if head else None
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
     out = b""
     while len(out) < n:
         try:

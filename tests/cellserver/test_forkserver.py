@@ -44,9 +44,9 @@ def _loops() -> list:
                 not os.path.exists(F.library_path()), reason=f"{F.library_path()}: run deploy/install"))]
 
 
-def _template(loop: str) -> tuple[int, F.TemplateClient]:
-    """A template process whose children write their payload to the file it
-    names, then wait for SIGKILL (payload ``wait``) or exit with its code."""
+def _template(loop: str, child, init_path: str | None = None) -> tuple[int, F.TemplateClient]:
+    """A template process running ``loop``; each child it forks calls
+    ``child(payload)`` and exits."""
     cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -54,20 +54,26 @@ def _template(loop: str) -> tuple[int, F.TemplateClient]:
         try:
             os.close(cmd_w)
             os.close(rep_r)
-            payload = F.serve(cmd_r, rep_w, None, F.load_library() if loop == "c" else None)
+            payload = F.serve(cmd_r, rep_w, init_path, F.load_library() if loop == "c" else None)
             if payload is None:
                 os._exit(0)
-            path, action = payload.decode().split("\n")
-            with open(path, "w") as f:
-                f.write(f"{os.getpid()} {os.getppid()}")
-            if action == "wait":
-                time.sleep(60)
-            os._exit(int(action))
+            child(payload)
         finally:
             os._exit(99)
     os.close(cmd_r)
     os.close(rep_w)
     return pid, F.TemplateClient(cmd_w, rep_r)
+
+
+def _write_and_act(payload: bytes) -> None:
+    """Write our pid and our parent's to the file the payload names, then
+    wait for SIGKILL (``wait``) or exit with the code it says."""
+    path, action = payload.decode().split("\n")
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()} {os.getppid()}")
+    if action == "wait":
+        time.sleep(60)
+    os._exit(int(action))
 
 
 def _exits(client: F.TemplateClient, n: int, timeout: float = 10.0) -> list[tuple[int, int]]:
@@ -80,7 +86,7 @@ def _exits(client: F.TemplateClient, n: int, timeout: float = 10.0) -> list[tupl
 
 @pytest.mark.parametrize("loop", _loops())
 def test_the_loop_forks_reports_exits_kills_and_ends(loop, tmp_path):
-    template, client = _template(loop)
+    template, client = _template(loop, _write_and_act)
     try:
         # children with their payload, their exit status reported
         started = {}
@@ -131,23 +137,11 @@ def test_a_child_in_a_new_pid_namespace_is_pid_2_beside_its_init(loop, tmp_path)
     from cellserver.sandbox import pidns
     init_path = pidns.init_path()
     assert os.access(init_path, os.X_OK), f"{init_path}: run deploy/install"
-    cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
-    rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-    template = os.fork()
-    if template == 0:
-        try:
-            os.close(cmd_w)
-            os.close(rep_r)
-            payload = F.serve(cmd_r, rep_w, init_path, F.load_library() if loop == "c" else None)
-            if payload is not None:
-                with open(payload.decode(), "w") as f:
-                    f.write(str(os.getpid()))
-                time.sleep(60)
-        finally:
-            os._exit(0)
-    os.close(cmd_r)
-    os.close(rep_w)
-    client = F.TemplateClient(cmd_w, rep_r)
+    def write_pid(payload: bytes) -> None:
+        with open(payload.decode(), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(60)
+    template, client = _template(loop, write_pid, init_path)
     try:
         out = tmp_path / "pid"
         pid, init = client.start(str(out).encode(), new_pid_ns=True)
