@@ -105,7 +105,7 @@ class Provider:
         if self.cell_server_gone:
             return
         try:
-            _write_all(self.proto_out, P.encode(event))
+            forkserver.write_all(self.proto_out, P.encode(event))
         except BrokenPipeError:
             self.cell_server_gone = self.quitting = True
 
@@ -154,26 +154,26 @@ class Provider:
             if fd >= 0:
                 os.close(fd)
         self.pid = os.getpid()
+        loop = forkserver.load_library()
         try:
-            event = self.warm()
+            event = self.warm(fork_loop="c" if loop else "python")
         except Exception:
             event = P.ProviderError(message=("warm-up failed:\n" + traceback.format_exc())[:4000])
         forkserver.write_message(report_fd, P.encode(event))
         if not isinstance(event, P.Hello):
             return 2
-        payload = forkserver.serve(cmd_fd, report_fd, self.init if self.new_pid_ns else None,
-                                   forkserver.load_library())
+        payload = forkserver.serve(cmd_fd, report_fd, self.init if self.new_pid_ns else None, loop)
         if payload is None:
             return 0                        # the logic closed the pipe: every kernel was killed
         self._child(*pickle.loads(payload))     # a kernel now; never returns
 
-    def warm(self) -> P.Hello:
+    def warm(self, fork_loop: str = "") -> P.Hello:
         preloaded, failed, ms, huge = warm_template(self.preload, self.ipython_dir)
         self.marks = samepages.template_marks()     # last: what every kernel marks for merging
         return P.Hello(pid=os.getpid(), python=sys.executable, warm_ms=round(ms, 1),
                        preloaded=tuple(preloaded), failed=failed, huge_mb=round(huge / 2**20, 1),
                        merge=samepages.read_merge_state(),
-                       fork_loop="c" if forkserver.load_library() else "python")
+                       fork_loop=fork_loop)
 
     # -- commands -------------------------------------------------------------
     def start(self, cmd: P.Start) -> None:
@@ -202,14 +202,14 @@ class Provider:
                 raise RuntimeError("no kernel template")
             pid, _init = self.template.start(pickle.dumps((cmd, key, uid, cgroups, root, rules)),
                                              self.new_pid_ns)
-        except forkserver.TemplateLost:
-            raise
         except (OSError, ValueError, RuntimeError) as e:
             sandbox.release_dirs(made)
             if "cgroups" in locals():
                 sandbox.cleanup(cgroups)
             if locals().get("slot") is not None:
                 self.slots.release(slot)
+            if isinstance(e, forkserver.TemplateLost):
+                raise                       # nothing more can start: run() ends the provider
             self.emit(P.StartFailed(kid=cmd.kid, error=f"{type(e).__name__}: {e}"))
             return
         self.confined[pid] = (slot, cgroups)
@@ -387,11 +387,6 @@ def _killpg(pgid: int) -> None:
     except OSError as e:
         if e.errno != errno.ESRCH:
             raise
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def _drain(fd: int) -> None:

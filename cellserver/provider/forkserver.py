@@ -182,11 +182,14 @@ def reap_for(seconds: float) -> None:
             return
 
 
-def write_message(fd: int, data: bytes) -> None:
-    """One length-prefixed message (the template's hello, before its loop)."""
-    data = len(data).to_bytes(4, "little") + data
+def write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
+
+
+def write_message(fd: int, data: bytes) -> None:
+    """One length-prefixed message (the template's hello, before its loop)."""
+    write_all(fd, len(data).to_bytes(4, "little") + data)
 
 
 def read_message(fd: int) -> bytes | None:
@@ -247,12 +250,10 @@ class TemplateClient:
                 pass
 
     def _send(self, data: bytes) -> None:
-        while data:
-            try:
-                n = os.write(self.cmd_fd, data)
-            except BrokenPipeError:
-                raise TemplateLost(errno.EPIPE, "the kernel template is gone") from None
-            data = data[n:]
+        try:
+            write_all(self.cmd_fd, data)
+        except BrokenPipeError:
+            raise TemplateLost(errno.EPIPE, "the kernel template is gone") from None
 
     def _records(self, block: bool) -> list[tuple[int, int, int, int]]:
         """The records read now (at least one when ``block``) but exits,

@@ -103,3 +103,21 @@ def test_every_reported_exit_is_cleaned_up_after_the_cell_server_is_gone(provide
     assert provider.kernels == {} and provider.by_kid == {}
     assert os.listdir(tmp_path) == []
     assert provider.quitting and provider.cell_server_gone
+
+
+def test_a_start_when_the_template_is_gone_leaves_no_directory(provider, tmp_path):
+    """The template died: the start fails with TemplateLost (run() then ends
+    the provider), and what it made for that kernel is removed first."""
+    from cellserver.provider import forkserver
+    cmd_r, cmd_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    os.close(cmd_r)
+    provider.template = forkserver.TemplateClient(cmd_w, rep_r)
+    try:
+        cmd = P.Start(kid="k1", key="00ff" * 16, sock_dir=str(tmp_path / "s"), work_dir=str(tmp_path / "w"))
+        with pytest.raises(forkserver.TemplateLost):
+            provider.handle_line(P.encode(cmd))
+        assert os.listdir(tmp_path) == [] and provider.kernels == {}
+    finally:
+        provider.template.close()
+        os.close(rep_w)
