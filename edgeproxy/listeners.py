@@ -1,9 +1,11 @@
 """The edge's listening sockets: plain or TLS, and the PROXY protocol in front
 of either when a trusted load balancer sends it.
 
-A PROXY header comes before the TLS handshake, so it is read on the raw TCP
-connection, outside TLS: ``ProxyHeaderFactory`` wraps the factory a listener
-would use (``TLSMemoryBIOFactory`` around the frontends for ``ssl:``).  A
+An ``ssl:`` listener is a ``fdtls.TLSPort``: OpenSSL on the socket.  With the
+PROXY protocol it is Twisted's ``TLSMemoryBIOFactory`` on a TCP port instead:
+the header comes before the TLS handshake, so it is read on the raw TCP
+connection, outside TLS, and ``ProxyHeaderFactory`` wraps the factory a
+listener would use (``TLSMemoryBIOFactory`` around the frontends).  A
 connection from a peer not in ``--trusted-proxies`` is handed to that factory
 at once, untouched (its PROXY header, if it sends one, is just bad HTTP or bad
 TLS).  From a trusted peer the edge reads the first bytes: a header names the
@@ -13,13 +15,14 @@ the client's address as the one the connection came from.
 """
 from __future__ import annotations
 
-from twisted.internet import address, protocol
+from twisted.internet import address, defer, protocol
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from deploy.clientip import is_trusted
 from edgeproxy import proxyheader as PH
+from edgeproxy.fdtls import TLSPort
 from edgeproxy.tls import ReloadingContextFactory, parse_ssl_description
 
 _log = Logger(namespace="edgeproxy")
@@ -123,6 +126,17 @@ def _tcp_endpoint(reactor, port: int, opts: dict[str, str]):
     return cls(reactor, port, backlog=int(opts.get("backlog", 511)), interface=interface)
 
 
+def _listen_tls(reactor, port: int, opts: dict[str, str], factory, ctx) -> defer.Deferred:
+    """Like ``endpoint.listen``: a Deferred firing with the listening port."""
+    tls_port = TLSPort(port, factory, ctx, backlog=int(opts.get("backlog", 511)),
+                       interface=opts.get("interface", ""), reactor=reactor)
+    try:
+        tls_port.startListening()
+    except Exception:
+        return defer.fail()
+    return defer.succeed(tls_port)
+
+
 def listen(reactor, desc: str, factory: protocol.Factory, *, trusted=(), proxy_protocol: bool = False,
            header_timeout: float = 10.0, on_refused=lambda: None):
     """Listen on ``desc`` (a Twisted endpoint description; ``ssl:`` ones get the
@@ -132,6 +146,8 @@ def listen(reactor, desc: str, factory: protocol.Factory, *, trusted=(), proxy_p
     if desc.startswith("ssl:"):
         port, opts = parse_ssl_description(desc)
         ctx = ReloadingContextFactory(opts["certKey"], opts["privateKey"], opts.get("extraCertChain"))
+        if not proxy_protocol:
+            return _listen_tls(reactor, port, opts, factory, ctx), ctx
         endpoint = _tcp_endpoint(reactor, port, opts)
         factory = TLSMemoryBIOFactory(ctx, False, factory)
     else:

@@ -31,6 +31,7 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP
 from twisted.logger import Logger
 
 from edgeproxy import httphead as H
+from edgeproxy.fdtls import TLSServer
 from edgeproxy.wsframes import FrameTracker, close_frame
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ def send(transport, data: bytes) -> None:
     exchange that bookkeeping cost more than the ``send`` itself.  Only for
     plain TCP transports with an empty buffer; anything not sent (a full
     socket buffer, an error) goes through ``write`` as before, so ordering,
-    backpressure and error handling stay Twisted's.
+    backpressure and error handling stay Twisted's.  A TLS connection of an
+    ``ssl:`` listener (``fdtls``) does the same in ``send_now``.
     """
     if transport.__class__ in _PLAIN_TCP:
         try:
@@ -75,6 +77,9 @@ def send(transport, data: bytes) -> None:
             if n == len(data):
                 return
             data = data[n:]
+    elif transport.__class__ is TLSServer:
+        transport.send_now(data)
+        return
     transport.write(data)
 
 
