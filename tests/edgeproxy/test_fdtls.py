@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import MemoryReactor
 
 from certs import devca
+from edgeproxy import fdtls
 from edgeproxy.fdtls import TLSServer
 from edgeproxy.tls import ReloadingContextFactory
 
@@ -48,9 +49,12 @@ class _Port:
         self._realPortNumber = 0
 
 
-@pytest.fixture
-def pair(certs):
-    """(server transport, its protocol, the client's ssl socket, the reactor)."""
+@pytest.fixture(params=["cffi", "pyopenssl"])
+def pair(certs, request, monkeypatch):
+    """(server transport, its protocol, the client's ssl socket, the reactor),
+    the server reading and writing through the bindings (``_Calls``) or
+    through pyOpenSSL's public methods (its fallback)."""
+    monkeypatch.setattr(fdtls, "_RAW", request.param == "cffi")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -62,6 +66,7 @@ def pair(certs):
     ctx = ReloadingContextFactory(str(certs / "server.crt"), str(certs / "server.key"))
     server = TLSServer(raw_server, proto, addr, _Port(ctx), 0, reactor)
     proto.makeConnection(server)
+    assert isinstance(server._io, fdtls._Calls) == (request.param == "cffi")
     cctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     cctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF   # so a missing close_notify shows (SSLEOFError)
     client = cctx.wrap_socket(raw_client, server_hostname="localhost", do_handshake_on_connect=False,
