@@ -29,9 +29,13 @@ as OpenSSL asks.  Renegotiation is refused by the context (``tls``).
 """
 from __future__ import annotations
 
+import socket
+
 from OpenSSL import SSL
 from twisted.internet import main, tcp
 from twisted.logger import Logger
+
+from edgeproxy.proxyheader import MAX_HEADER
 
 _log = Logger(namespace="edgeproxy")
 
@@ -113,13 +117,38 @@ class TLSServer(tcp.Server):
         self._read_wants_write = False      # SSL_read said WANT_WRITE: retry it when writable
         self._write_wants_read = False      # SSL_write said WANT_READ: retry it when readable
         self._closed_tls = False
+        # A PROXY header before the handshake (``listeners``): read raw, first.
+        self._before_tls = getattr(protocol, "header_before_tls", None)
         super().__init__(sock, protocol, client, server, sessionno, reactor)
 
     def getHandle(self):
         return self._tls
 
     # reading ------------------------------------------------------------------------
+    def _read_header(self):
+        """Peek at what came, take out only the header's bytes (the protocol,
+        ``listeners._HeaderReader``, says how many), then hand over to TLS."""
+        try:
+            pending = self.socket.recv(MAX_HEADER, socket.MSG_PEEK)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return main.CONNECTION_LOST
+        if not pending:
+            return main.CONNECTION_DONE
+        take, hand_over = self._before_tls(pending)
+        if take:
+            self.socket.recv(take)          # peeked: they are there
+        if hand_over is not None:
+            self._before_tls = None
+            hand_over()
+        return None
+
     def doRead(self):
+        if self._before_tls is not None:
+            why = self._read_header()
+            if why is not None or self._before_tls is not None or not self.connected:
+                return why
         if self._write_wants_read:
             self._write_wants_read = False
             self.startWriting()             # the write OpenSSL held back can go on now

@@ -1,11 +1,11 @@
 """The edge's listening sockets: plain or TLS, and the PROXY protocol in front
 of either when a trusted load balancer sends it.
 
-An ``ssl:`` listener is a ``fdtls.TLSPort``: OpenSSL on the socket.  With the
-PROXY protocol it is Twisted's ``TLSMemoryBIOFactory`` on a TCP port instead:
-the header comes before the TLS handshake, so it is read on the raw TCP
-connection, outside TLS, and ``ProxyHeaderFactory`` wraps the factory a
-listener would use (``TLSMemoryBIOFactory`` around the frontends).  A
+An ``ssl:`` listener is a ``fdtls.TLSPort``: OpenSSL on the socket.  A PROXY
+header comes before the TLS handshake, so it is read on the raw connection,
+outside TLS (``header_before_tls``: only the header's bytes are taken from
+the socket, the handshake's stay for OpenSSL), and ``ProxyHeaderFactory``
+wraps the factory a listener would use.  A
 connection from a peer not in ``--trusted-proxies`` is handed to that factory
 at once, untouched (its PROXY header, if it sends one, is just bad HTTP or bad
 TLS).  From a trusted peer the edge reads the first bytes: a header names the
@@ -16,9 +16,8 @@ the client's address as the one the connection came from.
 from __future__ import annotations
 
 from twisted.internet import address, defer, protocol
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from deploy.clientip import is_trusted
 from edgeproxy import proxyheader as PH
@@ -40,26 +39,58 @@ class _HeaderReader(protocol.Protocol):
     def connectionMade(self):
         self.timer = self.factory.reactor.callLater(self.factory.timeout, self._timed_out)
 
+    def _decide(self, buf: bytes) -> tuple[bool, PH.ProxyHeader | None]:
+        """(decided, header): (False, None) until the bytes tell, then (True,
+        the header) or (True, None) for a connection without one.  Raises
+        ``ProxyHeaderError`` for a bad one."""
+        begins = PH.detect(buf)
+        if begins is None:
+            return False, None
+        if not begins:
+            return True, None
+        header = PH.parse(buf)
+        if header is None:
+            if len(buf) > PH.MAX_HEADER:
+                raise PH.ProxyHeaderError(f"PROXY header over {PH.MAX_HEADER} bytes")
+            return False, None
+        return True, header
+
+    def _client(self, header: PH.ProxyHeader | None):
+        if header is None or header.source is None:
+            return self.peer
+        ip, port = header.source
+        return (address.IPv6Address if ":" in ip else address.IPv4Address)("TCP", ip, port)
+
     def dataReceived(self, data: bytes) -> None:
         self.buf += data
         try:
-            begins = PH.detect(self.buf)
-            if begins is None:
-                return
-            header = PH.parse(self.buf) if begins else None
-            if begins and header is None:
-                if len(self.buf) > PH.MAX_HEADER:
-                    raise PH.ProxyHeaderError(f"PROXY header over {PH.MAX_HEADER} bytes")
-                return
+            decided, header = self._decide(self.buf)
         except PH.ProxyHeaderError as e:
             self._refuse(str(e))
             return
-        client = self.peer
-        if header is not None and header.source is not None:
-            ip, port = header.source
-            client = (address.IPv6Address if ":" in ip else address.IPv4Address)("TCP", ip, port)
-        self._hand_over(client, self.buf[header.length:] if header is not None else self.buf,
-                        header is not None and header.tls)
+        if decided:
+            self._hand_over(self._client(header), self.buf[header.length:] if header is not None else self.buf,
+                            header is not None and header.tls)
+
+    def header_before_tls(self, pending: bytes):
+        """For TLS on the socket (``fdtls``), which must leave the handshake's
+        bytes in the socket for OpenSSL: ``pending`` is what the socket holds
+        (peeked).  Returns (how many of those bytes are header bytes to take
+        out, and once decided the hand-over to call after taking them, else
+        None).  Undecided bytes are all header bytes: a TLS record never
+        begins like a PROXY header, so taking them loses nothing."""
+        buf = self.buf + pending
+        try:
+            decided, header = self._decide(buf)
+        except PH.ProxyHeaderError as e:
+            self._refuse(str(e))
+            return 0, None
+        if not decided:
+            self.buf = buf
+            return len(pending), None
+        take = header.length - len(self.buf) if header is not None else 0
+        tls = header is not None and header.tls
+        return take, lambda: self._hand_over(self._client(header), b"", tls)
 
     def _hand_over(self, client, rest: bytes, client_tls: bool = False) -> None:
         self._cancel()
@@ -120,12 +151,6 @@ class ProxyHeaderFactory(protocol.Factory):
         return _HeaderReader(self, addr)
 
 
-def _tcp_endpoint(reactor, port: int, opts: dict[str, str]):
-    interface = opts.get("interface", "")
-    cls = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
-    return cls(reactor, port, backlog=int(opts.get("backlog", 511)), interface=interface)
-
-
 def _listen_tls(reactor, port: int, opts: dict[str, str], factory, ctx) -> defer.Deferred:
     """Like ``endpoint.listen``: a Deferred firing with the listening port."""
     tls_port = TLSPort(port, factory, ctx, backlog=int(opts.get("backlog", 511)),
@@ -142,16 +167,12 @@ def listen(reactor, desc: str, factory: protocol.Factory, *, trusted=(), proxy_p
     """Listen on ``desc`` (a Twisted endpoint description; ``ssl:`` ones get the
     edge's TLS context).  Returns (Deferred firing with the port, the TLS
     context factory or None)."""
-    ctx = None
+    ctx = port = opts = None
     if desc.startswith("ssl:"):
         port, opts = parse_ssl_description(desc)
         ctx = ReloadingContextFactory(opts["certKey"], opts["privateKey"], opts.get("extraCertChain"))
-        if not proxy_protocol:
-            return _listen_tls(reactor, port, opts, factory, ctx), ctx
-        endpoint = _tcp_endpoint(reactor, port, opts)
-        factory = TLSMemoryBIOFactory(ctx, False, factory)
-    else:
-        endpoint = serverFromString(reactor, desc)
     if proxy_protocol:
         factory = ProxyHeaderFactory(reactor, factory, trusted, header_timeout, on_refused)
-    return endpoint.listen(factory), ctx
+    if ctx is not None:
+        return _listen_tls(reactor, port, opts, factory, ctx), ctx
+    return serverFromString(reactor, desc).listen(factory), ctx

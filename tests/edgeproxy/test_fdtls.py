@@ -14,10 +14,14 @@ import ssl
 import pytest
 from twisted.internet import main, protocol
 from twisted.python.failure import Failure
-from twisted.internet.testing import MemoryReactor
+from twisted.internet import address
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
 from certs import devca
+from deploy.clientip import parse_networks
 from edgeproxy import fdtls
+from edgeproxy import proxyheader as PH
+from edgeproxy.listeners import ProxyHeaderFactory
 from edgeproxy.fdtls import TLSServer
 from edgeproxy.tls import ReloadingContextFactory
 
@@ -199,3 +203,64 @@ def test_an_unclean_end_is_a_done_connection(pair):
     raw = socket.socket(fileno=client.detach())
     raw.close()                                     # TCP FIN without close_notify
     assert server_read(server) is main.CONNECTION_DONE
+
+
+class _Factory(protocol.Factory):
+    def __init__(self):
+        self.built = []
+
+    def buildProtocol(self, addr):
+        p = Collect()
+        p.addr = addr
+        self.built.append(p)
+        return p
+
+
+@pytest.mark.parametrize("header", [PH.encode_v1(("203.0.113.7", 4711), ("127.0.0.1", 443)),
+                                    PH.encode_v2(("2001:db8::7", 4711), ("::1", 443)), b""],
+                         ids=["v1", "v2", "no-header"])
+def test_a_proxy_header_before_the_handshake_is_read_raw_and_only_it(certs, header):
+    """The header's bytes are taken out of the socket and no more: the
+    handshake that follows in the same segment is OpenSSL's."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    raw_client = socket.create_connection(listener.getsockname())
+    raw_server, addr = listener.accept()
+    listener.close()
+    reactor = MemoryReactorClock()
+    inner = _Factory()
+    factory = ProxyHeaderFactory(reactor, inner, trusted=parse_networks(["127.0.0.1"]), timeout=10)
+    reader = factory.buildProtocol(address.IPv4Address("TCP", *addr))
+    ctx = ReloadingContextFactory(str(certs / "server.crt"), str(certs / "server.key"))
+    server = TLSServer(raw_server, reader, addr, _Port(ctx), 0, reactor)
+    reader.makeConnection(server)
+    cctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = cctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    raw_client.sendall(header + outgoing.read())     # header and ClientHello in one segment
+    try:
+        for _ in range(10):
+            assert server_read(server) is None
+            if not inner.built:
+                continue                              # (a header split over reads)
+            assert readable(raw_client)
+            incoming.write(raw_client.recv(65536))
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+        tls.write(b"GET / HTTP/1.1\r\n\r\n")
+        raw_client.sendall(outgoing.read())
+        front = inner.built[0]
+        while not front.data:
+            assert server_read(server) is None
+        assert front.data == b"GET / HTTP/1.1\r\n\r\n"
+        want = {b"": "127.0.0.1"}.get(header, "203.0.113.7" if header.startswith(b"PROXY") else "2001:db8::7")
+        assert front.addr.host == want and server.protocol is front
+    finally:
+        raw_client.close()
+        server.socket.close()
