@@ -46,6 +46,8 @@ _log = Logger(namespace="edgeproxy")
 # an orderly end.
 _DONE = (SSL.ZeroReturnError,)
 
+CLOSE_GRACE = 10.0      # seconds a closing connection may wait for its peer's handshake
+
 
 class _Calls:
     """``SSL_read``/``SSL_write`` for one connection, straight through the
@@ -117,6 +119,7 @@ class TLSServer(tcp.Server):
         self._read_wants_write = False      # SSL_read said WANT_WRITE: retry it when writable
         self._write_wants_read = False      # SSL_write said WANT_READ: retry it when readable
         self._closed_tls = False
+        self._close_deadline = None
         # A PROXY header before the handshake (``listeners``): read raw, first.
         self._before_tls = getattr(protocol, "header_before_tls", None)
         super().__init__(sock, protocol, client, server, sessionno, reactor)
@@ -224,6 +227,17 @@ class TLSServer(tcp.Server):
         super().loseConnection()
         if self._write_wants_read:
             self._wait_for_read()
+            # A peer that never finishes its handshake would hold this
+            # connection open for good (the edge's 429 for too many
+            # connections arms no timer of its own): abort it after a while.
+            if self._close_deadline is None:
+                self._close_deadline = self.reactor.callLater(CLOSE_GRACE, self.abortConnection)
+
+    def connectionLost(self, reason):
+        deadline, self._close_deadline = self._close_deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        super().connectionLost(reason)
 
     def send_now(self, data: bytes) -> None:
         """``write(data)``, encrypted and sent at once when nothing is queued

@@ -1,6 +1,6 @@
 """``fdtls.TLSServer`` driven step by step: a real TCP connection on 127.0.0.1,
 OpenSSL on the server's descriptor, Python's ``ssl`` (non-blocking) as the
-client, and a ``MemoryReactor`` instead of a running reactor, so each test
+client, and a ``MemoryReactorClock`` instead of a running reactor, so each test
 calls ``doRead``/``doWrite`` itself and sees which directions the transport
 asks to be polled for.  Each step waits (bounded) for its socket to be
 readable: loopback may deliver a little after ``send`` returns.
@@ -15,7 +15,7 @@ import pytest
 from twisted.internet import main, protocol
 from twisted.python.failure import Failure
 from twisted.internet import address
-from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock
 
 from certs import devca
 from deploy.clientip import parse_networks
@@ -65,7 +65,7 @@ def pair(certs, request, monkeypatch):
     raw_client = socket.create_connection(listener.getsockname())
     raw_server, addr = listener.accept()
     listener.close()
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()
     proto = Collect()
     ctx = ReloadingContextFactory(str(certs / "server.crt"), str(certs / "server.key"))
     server = TLSServer(raw_server, proto, addr, _Port(ctx), 0, reactor)
@@ -165,6 +165,17 @@ def test_a_write_before_the_handshake_waits_for_it_even_when_closing(pair):
     server.connectionLost(Failure(why))
     # close_notify: the client sees a clean end, not a bare FIN (an SSLEOFError here)
     assert client_read(client, 0, eof=True) == b"HTTP/1.1 429 Too Many Requests\r\n\r\n<EOF>"
+
+
+def test_a_close_waiting_for_a_handshake_that_never_comes_is_aborted(pair):
+    server, proto, client, reactor = pair
+    server.send_now(b"HTTP/1.1 429 Too Many Requests\r\n\r\n")
+    server.loseConnection()
+    reactor.advance(fdtls.CLOSE_GRACE - 0.1)
+    assert server.connected and not reactor.getDelayedCalls()[0].called
+    reactor.advance(0.2)                             # abortConnection: lost at the next turn
+    reactor.advance(0)
+    assert proto.lost is not None and not server.connected
 
 
 def test_a_reader_that_does_not_read_gets_everything_later_in_order(pair):
