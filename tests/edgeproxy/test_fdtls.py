@@ -53,18 +53,23 @@ class _Port:
         self._realPortNumber = 0
 
 
+def tcp_pair():
+    """(client socket, server socket, the client's address): one TCP connection on 127.0.0.1."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        raw_client = socket.create_connection(listener.getsockname())
+        raw_server, addr = listener.accept()
+    return raw_client, raw_server, addr
+
+
 @pytest.fixture(params=["cffi", "pyopenssl"])
 def pair(certs, request, monkeypatch):
     """(server transport, its protocol, the client's ssl socket, the reactor),
     the server reading and writing through the bindings (``_Calls``) or
     through pyOpenSSL's public methods (its fallback)."""
     monkeypatch.setattr(fdtls, "_RAW", request.param == "cffi")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    raw_client = socket.create_connection(listener.getsockname())
-    raw_server, addr = listener.accept()
-    listener.close()
+    raw_client, raw_server, addr = tcp_pair()
     reactor = MemoryReactorClock()
     proto = Collect()
     ctx = ReloadingContextFactory(str(certs / "server.crt"), str(certs / "server.key"))
@@ -233,12 +238,7 @@ class _Factory(protocol.Factory):
 def test_a_proxy_header_before_the_handshake_is_read_raw_and_only_it(certs, header):
     """The header's bytes are taken out of the socket and no more: the
     handshake that follows in the same segment is OpenSSL's."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    raw_client = socket.create_connection(listener.getsockname())
-    raw_server, addr = listener.accept()
-    listener.close()
+    raw_client, raw_server, addr = tcp_pair()
     reactor = MemoryReactorClock()
     inner = _Factory()
     factory = ProxyHeaderFactory(reactor, inner, trusted=parse_networks(["127.0.0.1"]), timeout=10)
